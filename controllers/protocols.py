@@ -1,0 +1,96 @@
+"""The structural contracts between planners and whatever they plan through.
+
+A planner never knows whether it runs on a learned ensemble, on the true simulator or on an
+analytic model: it speaks to `Dynamics` (one batched step plus the task's reward) or, when the
+model can score whole action sequences faster itself (the simulator in C, an ensemble with
+particles), to `SequenceDynamics`. `sequence_returns` picks the fast path when it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Dynamics(Protocol):
+    """Batched one-step dynamics and the task's reward."""
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Next states, `[B, dx]`, of states `[B, dx]` under actions `[B, du]`."""
+        ...
+
+    def reward(
+        self, state: torch.Tensor, action: torch.Tensor, next_state: torch.Tensor
+    ) -> torch.Tensor:
+        """Reward of each transition, `[B]`."""
+        ...
+
+
+@runtime_checkable
+class SequenceDynamics(Protocol):
+    """Dynamics that score whole open-loop action sequences at once."""
+
+    def sequence_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Return (sum of rewards) of each sequence `[N, H, du]` from one state `[dx]`: `[N]`."""
+        ...
+
+
+def sequence_returns(
+    dynamics: Dynamics | SequenceDynamics, state: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """Return of each action sequence `[N, H, du]` from `state` `[dx]`, `[N]`.
+
+    A NaN or infinite return (a diverged rollout) becomes `-inf`, so it ranks last, never first.
+    """
+    if isinstance(dynamics, SequenceDynamics):
+        returns = dynamics.sequence_returns(state, actions)
+    else:
+        n, horizon, _ = actions.shape
+        x = state.expand(n, -1)
+        returns = torch.zeros(n, dtype=actions.dtype, device=actions.device)
+        for t in range(horizon):
+            x_next = dynamics.step(x, actions[:, t])
+            returns = returns + dynamics.reward(x, actions[:, t], x_next).to(returns.dtype)
+            x = x_next
+    return torch.where(torch.isfinite(returns), returns, torch.full_like(returns, -torch.inf))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a planner returns."""
+
+    #: The planned open-loop actions, `[H, du]`.
+    actions: torch.Tensor
+    #: The planner's estimate of the plan's return.
+    expected_return: float
+    #: Planner-specific diagnostics (iterations, spread, timings).
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(Protocol):
+    """Anything that turns a state into a plan."""
+
+    horizon: int
+
+    def plan(self, state: torch.Tensor, warm_start: torch.Tensor | None = None) -> Plan:
+        """Plan from `state` `[dx]`, optionally starting from actions `[H, du]`."""
+        ...
+
+    def reset(self) -> None:
+        """Forget anything carried between calls (a new episode begins)."""
+        ...
+
+
+class Controller(Protocol):
+    """Anything that acts: MPC over a planner, a neural policy, a teacher in distillation."""
+
+    def reset(self) -> None:
+        """Start a new episode."""
+        ...
+
+    def act(self, obs: Any) -> torch.Tensor:
+        """The action `[du]` for this observation."""
+        ...

@@ -1,0 +1,121 @@
+"""What every MuJoCo-based backend (dm_control and the bare `mujoco` bindings) shares.
+
+The exact state, the physics parameters and the linearisation all work on a raw
+`mujoco.MjModel` / `mujoco.MjData` pair, which dm_control's `Physics` also wraps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+#: Everything `mj_step` reads: time, qpos, qvel, act, warm start, controls, applied forces,
+#: mocap poses, equality activations, user and plugin data.
+STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def get_state(model: mujoco.MjModel, data: mujoco.MjData) -> Array:
+    """The exact integration state, `[mj_stateSize(model, STATE_SPEC)]` float64."""
+    state = np.empty(mujoco.mj_stateSize(model, STATE_SPEC))
+    mujoco.mj_getState(model, data, state, STATE_SPEC)
+    return state
+
+
+def set_state(model: mujoco.MjModel, data: mujoco.MjData, state: Array) -> None:
+    """Restore a vector from `get_state` and recompute positions-derived quantities."""
+    mujoco.mj_setState(model, data, np.ascontiguousarray(state, dtype=np.float64), STATE_SPEC)
+    mujoco.mj_forward(model, data)
+
+
+@dataclass(frozen=True)
+class NominalPhysics:
+    """The model values that physics parameters scale, copied when the env is built."""
+
+    #: Body masses, `[nbody]`.
+    body_mass: Array
+    #: Body principal inertias, `[nbody, 3]`.
+    body_inertia: Array
+    #: Geom friction coefficients (sliding, torsional, rolling), `[ngeom, 3]`.
+    geom_friction: Array
+    #: Joint damping per degree of freedom, `[nv]`.
+    dof_damping: Array
+    #: Joint dry friction (`frictionloss`) per degree of freedom, `[nv]`; scaled with the
+    #: contacts' friction, so models without contacts still respond to `friction_scale`.
+    dof_frictionloss: Array
+    #: Actuator transmission gears, `[nu, 6]`.
+    actuator_gear: Array
+
+    @classmethod
+    def of(cls, model: mujoco.MjModel) -> NominalPhysics:
+        return cls(
+            body_mass=model.body_mass.copy(),
+            body_inertia=model.body_inertia.copy(),
+            geom_friction=model.geom_friction.copy(),
+            dof_damping=model.dof_damping.copy(),
+            dof_frictionloss=model.dof_frictionloss.copy(),
+            actuator_gear=model.actuator_gear.copy(),
+        )
+
+    def apply(
+        self, model: mujoco.MjModel, data: mujoco.MjData, params: Mapping[str, float]
+    ) -> None:
+        """Set the model to these nominal values times the scales in `params`."""
+        mass = params["mass_scale"]
+        model.body_mass[:] = self.body_mass * mass
+        model.body_inertia[:] = self.body_inertia * mass
+        friction = params["friction_scale"]
+        model.geom_friction[:, 0] = self.geom_friction[:, 0] * friction
+        model.dof_frictionloss[:] = self.dof_frictionloss * friction
+        model.dof_damping[:] = self.dof_damping * params["damping_scale"]
+        model.actuator_gear[:] = self.actuator_gear * params["actuator_gain_scale"]
+        # Derived constants (subtree masses, inverse weights) follow the new masses.
+        mujoco.mj_setConst(model, data)
+
+
+def linearize(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    state: Array,
+    ctrl: Array,
+    n_substeps: int,
+    eps: float = 1e-6,
+) -> tuple[Array, Array]:
+    """Jacobians of one control step (`n_substeps` physics steps with a held control).
+
+    Uses MuJoCo's own finite differences (`mujoco.mjd_transitionFD`, centred) for each physics
+    step and chains them: `A = A_k ... A_1`, `B = sum_j A_k ... A_{j+1} B_j`. The state is in
+    MuJoCo's tangent space, `x = [dq (nv), qvel (nv), act (na)]`, which is `[qpos, qvel, act]`
+    when every joint is a hinge or slide.
+
+    Args:
+        state: an integration state from `get_state`; restored on return.
+        ctrl: the control `[nu]`.
+
+    Returns:
+        A `[2nv+na, 2nv+na]`, B `[2nv+na, nu]`, float64.
+    """
+    nx = 2 * model.nv + model.na
+    A = np.eye(nx)
+    B = np.zeros((nx, model.nu))
+    A_step = np.zeros((nx, nx))
+    B_step = np.zeros((nx, model.nu))
+    set_state(model, data, state)
+    data.ctrl[:] = ctrl
+    for _ in range(n_substeps):
+        mujoco.mjd_transitionFD(model, data, eps, True, A_step, B_step, None, None)
+        A = A_step @ A
+        B = A_step @ B + B_step
+        mujoco.mj_step(model, data)
+    set_state(model, data, state)
+    return A, B
+
+
+def disable_shadows(model: mujoco.MjModel) -> None:
+    """Turn off shadow casting, which makes software (Mesa EGL) rendering several times faster."""
+    model.light_castshadow[:] = 0

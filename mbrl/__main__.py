@@ -1,0 +1,7 @@
+"""`python -m mbrl` is the `mbrl` command."""
+
+import sys
+
+from mbrl.cli import main
+
+sys.exit(main())

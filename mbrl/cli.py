@@ -1,0 +1,124 @@
+"""The `mbrl` command: one entry point, one subcommand per job.
+
+    mbrl envs                      list the simulated robots and tasks
+    mbrl plan --env ID ...         MPC with CEM on the true simulator; writes a run directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+DESCRIPTION = """\
+Model-based reinforcement learning for robot control: learned dynamics models, optimal-control
+planners and MPC on MuJoCo, dm_control and PyBullet robots.
+
+Every job writes a run directory (config, metrics, plots, video where rendering works)."""
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    import envs
+
+    specs = envs.registry()
+    width = max(len(env_id) for env_id in specs)
+    for env_id, spec in specs.items():
+        print(f"{env_id:<{width}}  {spec.description}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import envs
+    from mbrl.rundir import new_run_dir
+    from mbrl.true_model_mpc import TrueModelMPCConfig, run_true_model_mpc
+
+    envs.spec(args.env)  # an unknown id fails here, listing the valid ones
+    config = TrueModelMPCConfig(
+        env_id=args.env, steps=args.steps, action_repeat=args.action_repeat,
+        horizon=args.horizon, population=args.population, elites=args.elites,
+        iterations=args.iterations, replan_every=args.replan_every, seed=args.seed,
+        video=not args.no_video,
+    )
+    run_dir = new_run_dir(args.out, f"plan-{args.env}")
+    print(f"run directory: {run_dir}")
+    summary = run_true_model_mpc(
+        config, run_dir,
+        progress=lambda steps: tqdm(steps, desc=f"CEM-MPC {args.env}", unit="step"),
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"plot: {run_dir / 'trajectory.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `mbrl` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="mbrl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser("envs", help="list the registered robots and tasks",
+                                  description="List every registered env id with what it asks.")
+    listing.set_defaults(run=_cmd_envs)
+
+    from mbrl.true_model_mpc import TrueModelMPCConfig
+
+    defaults = TrueModelMPCConfig()
+    plan = commands.add_parser(
+        "plan", help="run MPC with CEM on the true simulator and plot the trajectory",
+        description="Plan through the exact physics (the upper bound a learned model can "
+        "reach): CEM from the simulator's state every step, one episode, then a run directory "
+        "with config.json, trajectory.csv, trajectory.png, summary.json and episode.mp4.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    plan.add_argument("--env", default=defaults.env_id, help="env id, see `mbrl envs`")
+    plan.add_argument("--steps", type=_positive, default=defaults.steps,
+                      help="control steps in the episode")
+    plan.add_argument("--action-repeat", type=_positive, default=defaults.action_repeat,
+                      help="simulator steps per control step")
+    plan.add_argument("--horizon", type=_positive, default=defaults.horizon,
+                      help="planning horizon in control steps")
+    plan.add_argument("--population", type=_positive, default=defaults.population,
+                      help="CEM samples per iteration")
+    plan.add_argument("--elites", type=_positive, default=defaults.elites,
+                      help="CEM elites per iteration")
+    plan.add_argument("--iterations", type=_positive, default=defaults.iterations,
+                      help="CEM iterations per replan")
+    plan.add_argument("--replan-every", type=_positive, default=defaults.replan_every,
+                      help="replan every this many control steps")
+    plan.add_argument("--seed", type=int, default=defaults.seed, help="episode and planner seed")
+    plan.add_argument("--out", default="runs", help="folder for run directories")
+    plan.add_argument("--no-video", action="store_true", help="do not render a video")
+    plan.set_defaults(run=_cmd_plan)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mbrl` command."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.run(args)
+    except (ValueError, RuntimeError) as error:
+        parser.exit(2, f"mbrl {args.command}: error: {error}\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

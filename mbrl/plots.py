@@ -1,0 +1,40 @@
+"""Plots written into run directories (PNG, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from mbrl.rundir import atomic_open
+
+
+def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
+    """Observations, actions and reward of one episode against time, as a PNG."""
+    time_s = [r["time_s"] for r in rows]
+    obs_keys = [k for k in rows[0] if k.startswith("obs_")]
+    act_keys = [k for k in rows[0] if k.startswith("action_")]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    for key in obs_keys:
+        axes[0].plot(time_s, [r[key] for r in rows], label=key, lw=1.2)
+    axes[0].set_ylabel("observation")
+    axes[0].legend(ncol=min(len(obs_keys), 6), fontsize=7, loc="upper right")
+    for key in act_keys:
+        axes[1].plot(time_s, [r[key] for r in rows], label=key, lw=1.0)
+    axes[1].set_ylabel("action")
+    axes[1].legend(ncol=min(len(act_keys), 7), fontsize=7, loc="upper right")
+    axes[2].plot(time_s, [r["reward"] for r in rows], color="tab:green", label="reward")
+    twin = axes[2].twinx()
+    twin.plot(time_s, [r["return"] for r in rows], color="tab:purple", label="return")
+    axes[2].set_ylabel("reward", color="tab:green")
+    twin.set_ylabel("return", color="tab:purple")
+    axes[2].set_xlabel("time (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,132 @@
+"""MPC with the cross-entropy method on the true simulator: the planner's upper bound.
+
+Planning through the exact physics (`envs.dynamics.SimulatorDynamics`) shows what a planner
+achieves with a perfect model; a learned model can at best match it. One episode:
+
+    for each control step:
+        plan a horizon of actions by CEM from the simulator's exact state (warm-started)
+        apply the first action to the robot, log state, action, reward and planning time
+    write the run directory: config, trajectory CSV, plot, video
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from controllers import CEM, MPC, CEMConfig, MPCConfig
+from envs.dynamics import SimulatorDynamics
+from mbrl import plots
+from mbrl.rundir import write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrueModelMPCConfig:
+    """Settings of one MPC episode on the true simulator."""
+
+    #: Registered env id (`backend/task`).
+    env_id: str = "mujoco/cartpole-swingup"
+    #: Control steps to run (each holds the action for `action_repeat` simulator steps).
+    steps: int = 200
+    #: Simulator steps per control step.
+    action_repeat: int = 2
+    #: CEM planning horizon, in control steps.
+    horizon: int = 30
+    #: CEM samples per iteration.
+    population: int = 200
+    #: CEM elites per iteration.
+    elites: int = 20
+    #: CEM iterations per replan.
+    iterations: int = 4
+    #: Replan every this many control steps.
+    replan_every: int = 1
+    #: Seed of the episode's initial state and of the planner.
+    seed: int = 0
+    #: Record a video (needs working headless rendering and imageio-ffmpeg).
+    video: bool = True
+
+
+def run_true_model_mpc(
+    config: TrueModelMPCConfig,
+    run_dir: Path,
+    progress: Callable[[Iterable[int]], Iterable[int]] = lambda steps: steps,
+) -> dict[str, Any]:
+    """Run one episode, write `run_dir`, and return its summary."""
+    env = envs.make(config.env_id, action_repeat=config.action_repeat)
+    env.reset(seed=config.seed)
+    planner = CEM(
+        SimulatorDynamics(env),
+        torch.tensor(env.task.action_low),
+        torch.tensor(env.task.action_high),
+        CEMConfig(
+            horizon=config.horizon, population=config.population, elites=config.elites,
+            iterations=config.iterations,
+        ),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    controller = MPC(planner, MPCConfig(replan_every=config.replan_every))
+    write_json(run_dir / "config.json", config)
+
+    rows: list[dict[str, float]] = []
+    frames = []
+    episode_return = 0.0
+    for step in progress(range(config.steps)):
+        started = time.perf_counter()
+        action = controller.act(env.get_state()).numpy()
+        plan_ms = (time.perf_counter() - started) * 1e3
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += reward
+        rows.append({
+            "step": step, "time_s": (step + 1) * env.control_timestep, "reward": reward,
+            "return": episode_return, "plan_ms": plan_ms,
+            **{f"action_{i}": float(a) for i, a in enumerate(action)},
+            **{f"obs_{i}": float(o) for i, o in enumerate(obs)},
+        })
+        if config.video:
+            frames.append(_try_render(env))
+        if terminated or truncated:
+            break
+
+    write_csv(run_dir / "trajectory.csv", rows)
+    plots.plot_trajectory(rows, run_dir / "trajectory.png", title=f"CEM-MPC on {config.env_id}")
+    video = _write_video(frames, run_dir / "episode.mp4", fps=round(1 / env.control_timestep))
+    summary = {
+        "env_id": config.env_id, "steps": len(rows), "return": episode_return,
+        "median_plan_ms": float(np.median([r["plan_ms"] for r in rows])),
+        "final_obs": [r[f"obs_{i}"] for r in rows[-1:] for i in range(env.task.obs_dim)],
+        "video": str(video) if video else None,
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _try_render(env: envs.RobotEnv) -> np.ndarray | None:
+    try:
+        return env.render_rgb(width=320, height=240)
+    except Exception as error:  # no OpenGL on this machine: the run goes on without video
+        log.warning("rendering failed, no video: %s", error)
+        return None
+
+
+def _write_video(frames: list[np.ndarray | None], path: Path, fps: int) -> Path | None:
+    if not frames or any(f is None for f in frames):
+        return None
+    try:
+        import imageio.v2 as imageio
+
+        imageio.mimwrite(path, frames, fps=fps, macro_block_size=8)  # type: ignore[arg-type]
+    except Exception as error:  # imageio-ffmpeg missing: the run is complete without video
+        log.warning("could not write %s: %s", path, error)
+        path.unlink(missing_ok=True)
+        return None
+    return path
