@@ -178,10 +178,11 @@ class RobotEnv(gymnasium.Env[Array, Array], abc.ABC):
                 f"{self.env_id}: action has shape {a.shape}, expected {self._act_shape} "
                 f"(bounds {self._act_low.tolist()} .. {self._act_high.tolist()})"
             )
-        clipped: Array = np.minimum(np.maximum(a, self._act_low), self._act_high)
-        # NaN survives min/max, and after clipping only NaN can make the sum non-finite.
-        if not math.isfinite(clipped.sum()):
+        # A finite sum proves every entry finite (the common, cheap case); a non-finite sum may
+        # also be an overflow of huge finite entries, which the exact check lets through.
+        if not math.isfinite(a.sum()) and not np.isfinite(a).all():
             raise ValueError(f"{self.env_id}: action contains NaN or infinity: {a.tolist()}")
+        clipped: Array = np.minimum(np.maximum(a, self._act_low), self._act_high)
         return clipped
 
     # ----------------------------------------------------------------- physics parameters

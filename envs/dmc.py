@@ -189,6 +189,9 @@ class DmControlEnv(RobotEnv):
         if n_geom:
             self._model.geom_pos[self._state_geoms] = state[-n_geom:].reshape(-1, 3)
         mujoco_physics.set_state(self._model, self._data, state[: len(state) - n_geom])
+        # dm_control would otherwise start a new episode on the next step (a fresh env, or one
+        # whose episode ended): the restored state is mid-episode.
+        self._dm._reset_next_step = False
 
     def observe(self) -> Array:
         """The observation of the current simulator state."""
