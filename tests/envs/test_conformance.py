@@ -118,6 +118,9 @@ def test_physics_params_change_the_dynamics(env_id: str) -> None:
     params = env.physics_params()
     assert {"mass_scale", "damping_scale", "actuator_gain_scale"} <= params.keys()
     assert all(value == 1.0 for value in params.values())
+    before = env.get_state()
+    env.set_physics_params(**{name: 1.5 for name in params})
+    np.testing.assert_array_equal(env.get_state(), before, "a parameter change moved the robot")
     for name in params:
         changed = envs.make(env_id)
         changed.reset(seed=4)
