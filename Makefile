@@ -30,7 +30,7 @@ test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -m slow -q
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python -m benchmarks.env_throughput
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
