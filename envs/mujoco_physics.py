@@ -93,10 +93,12 @@ def linearize(
 ) -> tuple[Array, Array]:
     """Jacobians of one control step (`n_substeps` physics steps with a held control).
 
-    Uses MuJoCo's own finite differences (`mujoco.mjd_transitionFD`, centred) for each physics
-    step and chains them: `A = A_k ... A_1`, `B = sum_j A_k ... A_{j+1} B_j`. The state is in
-    MuJoCo's tangent space, `x = [dq (nv), qvel (nv), act (na)]`, which is `[qpos, qvel, act]`
-    when every joint is a hinge or slide.
+    Takes MuJoCo's own centred finite differences of each physics step
+    (`mujoco.mjd_transitionFD`; for RK4 models, which it does not support, the same differences
+    taken by `_centred_differences`) and chains them along the step:
+    `A = A_k ... A_1`, `B = sum_j A_k ... A_{j+1} B_j`. The state is in MuJoCo's tangent space,
+    `x = [dq (nv), qvel (nv), act (na)]`, which is `[qpos, qvel, act]` when every joint is a
+    hinge or slide.
 
     Args:
         state: an integration state from `get_state`; restored on return.
@@ -110,14 +112,55 @@ def linearize(
     B = np.zeros((nx, model.nu))
     A_step = np.zeros((nx, nx))
     B_step = np.zeros((nx, model.nu))
-    set_state(model, data, state)
-    data.ctrl[:] = ctrl
+    rk4 = model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    step_state = state
     for _ in range(n_substeps):
-        mujoco.mjd_transitionFD(model, data, eps, True, A_step, B_step, None, None)
+        if rk4:
+            A_step, B_step = _centred_differences(model, data, step_state, ctrl, eps)
+        else:
+            set_state(model, data, step_state)
+            data.ctrl[:] = ctrl
+            mujoco.mjd_transitionFD(model, data, eps, True, A_step, B_step, None, None)
         A = A_step @ A
         B = A_step @ B + B_step
+        set_state(model, data, step_state)
+        data.ctrl[:] = ctrl
         mujoco.mj_step(model, data)
+        step_state = get_state(model, data)
     set_state(model, data, state)
+    return A, B
+
+
+def _centred_differences(
+    model: mujoco.MjModel, data: mujoco.MjData, state: Array, ctrl: Array, eps: float
+) -> tuple[Array, Array]:
+    """One physics step's `(A, B)` by centred differences in tangent space, as
+    `mjd_transitionFD` takes them (positions perturbed with `mj_integratePos`, compared with
+    `mj_differentiatePos`)."""
+    nv, nu = model.nv, model.nu
+    nx = 2 * nv + model.na
+
+    def step_from(dx: Array, du: Array) -> tuple[Array, Array]:
+        set_state(model, data, state)
+        data.ctrl[:] = ctrl + du
+        mujoco.mj_integratePos(model, data.qpos, dx[:nv], 1.0)
+        data.qvel[:] += dx[nv : 2 * nv]
+        data.act[:] += dx[2 * nv :]
+        mujoco.mj_step(model, data)
+        return data.qpos.copy(), np.concatenate([data.qvel, data.act])
+
+    def difference(plus: tuple[Array, Array], minus: tuple[Array, Array]) -> Array:
+        dq = np.empty(nv)
+        mujoco.mj_differentiatePos(model, dq, 1.0, minus[0], plus[0])
+        return np.concatenate([dq, plus[1] - minus[1]]) / (2 * eps)
+
+    no_dx, no_du = np.zeros(nx), np.zeros(nu)
+    A = np.empty((nx, nx))
+    B = np.empty((nx, nu))
+    for i, e in enumerate(np.eye(nx) * eps):
+        A[:, i] = difference(step_from(e, no_du), step_from(-e, no_du))
+    for j, e in enumerate(np.eye(nu) * eps):
+        B[:, j] = difference(step_from(no_dx, e), step_from(no_dx, -e))
     return A, B
 
 

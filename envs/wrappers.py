@@ -79,18 +79,24 @@ class RobotWrapper(RobotEnv):
     def observe(self) -> Array:
         return self.inner.observe()
 
+    #: Backend extras that mean the same through this wrapper and pass through to `inner`.
+    passthrough: frozenset[str] = frozenset({"linearize", "rollout"})
+
     def __getattr__(self, name: str) -> Any:
-        # Backend extras (`linearize`, `rollout`) pass through; private names do not.
-        if name.startswith("_") or "inner" not in self.__dict__:
-            raise AttributeError(name)
+        if name not in type(self).passthrough or "inner" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return getattr(self.inner, name)
 
 
 class ActionRepeat(RobotWrapper):
     """Hold each action for `repeat` inner steps; the reward is their sum.
 
-    An episode ends early if the inner env terminates or truncates mid-repeat.
+    An episode ends early if the inner env terminates or truncates mid-repeat. `linearize`
+    chains the inner env's Jacobians over the repeat; the inner `rollout` (one inner step per
+    action) does not pass through.
     """
+
+    passthrough: frozenset[str] = frozenset()
 
     def __init__(self, inner: RobotEnv, repeat: int) -> None:
         if not isinstance(repeat, int) or repeat < 1:
@@ -111,6 +117,24 @@ class ActionRepeat(RobotWrapper):
             if terminated or truncated:
                 break
         return obs, total, terminated
+
+
+    def linearize(self, state: Array, action: Array) -> tuple[Array, Array]:
+        """Jacobians `(A, B)` of one repeated step at `state` (from `get_state`) and `action`:
+        `A = A_k ... A_1`, `B = sum_j A_k ... A_{j+1} B_j` along the inner trajectory."""
+        inner_linearize: Any = getattr(self.inner, "linearize")  # noqa: B009  (not on every backend)
+        saved = self.get_state()
+        clipped = self.check_action(action)
+        inner_state = np.asarray(state, dtype=np.float64)[:-1]
+        A, B = inner_linearize(inner_state, clipped)
+        for _ in range(self.repeat - 1):
+            self.inner.set_state(inner_state)
+            self.inner.step(clipped)
+            inner_state = self.inner.get_state()
+            A_step, B_step = inner_linearize(inner_state, clipped)
+            A, B = A_step @ A, A_step @ B + B_step
+        self.set_state(saved)
+        return A, B
 
 
 class PixelObservation(RobotWrapper):

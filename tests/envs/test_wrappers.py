@@ -38,8 +38,9 @@ def test_action_repeat_keeps_the_contract() -> None:
     assert env.inner.physics_params()["mass_scale"] == 2.0
     flags = [env.step(np.zeros(1))[2:4] for _ in range(4)]
     assert flags == [(False, False)] * 3 + [(False, True)]  # ceil(10 / 3) wrapped steps
-    A, B = env.linearize(env.get_state()[:-1], np.zeros(1))  # backend extras pass through
-    assert A.shape[0] == A.shape[1] == B.shape[0]
+    assert not hasattr(env, "rollout"), "the inner one-step rollout means something else here"
+    pixels = envs.make("mujoco/cartpole-swingup", pixels=True)
+    assert pixels.rollout.__self__ is pixels.inner  # extras that mean the same pass through
 
 
 @pytest.mark.parametrize("env_id", ["dmc/cartpole-swingup", "mujoco/reacher-2link",
@@ -86,3 +87,32 @@ def test_planning_does_not_disturb_the_acting_env() -> None:
     dynamics = SimulatorDynamics(env)
     dynamics.sequence_returns(torch.from_numpy(state), torch.zeros(4, 5, 1, dtype=torch.float64))
     np.testing.assert_array_equal(env.get_state(), state)
+
+
+@pytest.mark.parametrize("env_id,repeat", [("dmc/cartpole-swingup", 1),
+                                           ("mujoco/cartpole-swingup", 1),
+                                           ("mujoco/cartpole-swingup", 3)])
+def test_linearize_matches_finite_differences_of_env_steps(env_id: str, repeat: int) -> None:
+    """The cart-poles' tangent state is [qpos, qvel]; check B and one column of A by stepping."""
+    env = envs.make(env_id, action_repeat=repeat)
+    env.reset(seed=0)
+    env.step(np.array([0.4]))
+    state = env.get_state()
+    action = np.array([0.2])
+    A, B = env.linearize(state, action)
+    assert A.shape == (4, 4) and B.shape == (4, 1)
+    np.testing.assert_array_equal(env.get_state(), state)  # the simulator is left as it was
+
+    def next_qpos_qvel(s: np.ndarray, a: np.ndarray) -> np.ndarray:
+        env.set_state(s)
+        env.step(a)
+        return env.get_state()[1:5]  # MuJoCo's state begins with time, qpos (2), qvel (2)
+
+    eps = 1e-6
+    fd_b = (next_qpos_qvel(state, action + eps) - next_qpos_qvel(state, action - eps)) / (2 * eps)
+    np.testing.assert_allclose(B[:, 0], fd_b, rtol=1e-4, atol=1e-6)
+    plus, minus = state.copy(), state.copy()
+    plus[4] += eps  # pole angular velocity
+    minus[4] -= eps
+    fd_a = (next_qpos_qvel(plus, action) - next_qpos_qvel(minus, action)) / (2 * eps)
+    np.testing.assert_allclose(A[:, 3], fd_a, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,62 @@
+"""The `mbrl` command: help, listing, and a short planning run that writes its run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+import envs
+from mbrl.cli import build_parser, main
+
+
+def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "envs" in out and "plan" in out
+    subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(subcommands) == {"envs", "plan"}
+
+
+def test_envs_lists_every_registered_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    assert all(env_id in out for env_id in envs.registry())
+
+
+def test_unknown_env_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "--env", "mujoco/cartpole"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown env id 'mujoco/cartpole'" in err and "mujoco/cartpole-swingup" in err
+
+
+def test_non_positive_settings_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", "--population", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_plan_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    code = main(["plan", "--env", "mujoco/cartpole-swingup", "--steps", "6", "--horizon", "5",
+                 "--population", "16", "--elites", "4", "--iterations", "2",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    (run_dir,) = tmp_path.iterdir()
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "trajectory.csv", "trajectory.png", "summary.json"} <= names
+    assert not [n for n in names if n.endswith(".tmp")], "no temporary files may remain"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env_id"] == "mujoco/cartpole-swingup" and config["population"] == 16
+    with (run_dir / "trajectory.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {"reward", "return", "plan_ms", "action_0", "obs_4"} <= rows[0].keys()
+    assert all(-1.0 <= float(r["action_0"]) <= 1.0 for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["return"] == pytest.approx(float(rows[-1]["return"]))
+    assert (run_dir / "trajectory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
