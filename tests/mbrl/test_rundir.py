@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
         raise RuntimeError("killed mid-write")
     assert target.read_text() == '{\n  "episode": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    write_json(tmp_path / "config.json", {"seed": 0})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_run_dirs_are_unique(tmp_path: Path) -> None:
