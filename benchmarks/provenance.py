@@ -51,7 +51,7 @@ def provenance() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, *sys.orig_argv[1:]]),
         "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpu": cpu_model(),
