@@ -44,12 +44,9 @@ import torch
 from numpy.typing import NDArray
 
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
-from envs.rewards import tolerance
+from envs.tasks import CartpoleSwingupTask, cartpole_swingup_reward
 
 _GRAVITY = -9.81
-#: `value_at_margin` of dm_control's gaussian tolerance, and its sigmoid's scale.
-_GAUSSIAN_VALUE_AT_MARGIN = 0.1
-_GAUSSIAN_SCALE = math.sqrt(-2 * math.log(_GAUSSIAN_VALUE_AT_MARGIN))
 
 
 @dataclass(frozen=True)
@@ -403,33 +400,6 @@ class KukaReachEnv(BulletEnv):
 
 
 # ===================================================================== cart-pole swing-up
-class CartpoleSwingupTask(Task):
-    """dm_control's smooth cart-pole reward. obs: `[cart_x, cos, sin, cart_v, pole_w]` (5).
-
-    `upright * centered * small_control * small_velocity`, with `upright = (cos + 1) / 2`,
-    `centered = (1 + tol(x, margin 2)) / 2`, `small_control = (4 + tol_quadratic(a, 1)) / 5`,
-    `small_velocity = (1 + tol(w, margin 5)) / 2` (gaussian tolerances at 0, value 0.1 at the
-    margin). act `[1]` in [-1, 1].
-    """
-
-    def __init__(self) -> None:
-        super().__init__(5, -np.ones(1), np.ones(1))
-
-    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        upright = (next_obs[..., 1] + 1) / 2
-        centered = (1 + tolerance(next_obs[..., 0], margin=2)) / 2
-        small_control = tolerance(act[..., 0], margin=1, value_at_margin=0, sigmoid="quadratic")
-        small_control = (4 + small_control) / 5
-        small_velocity = (1 + tolerance(next_obs[..., 4], margin=5)) / 2
-        return upright * small_control * small_velocity * centered
-
-
-def _gaussian_tolerance(x: float, margin: float) -> float:
-    """dm_control's `tolerance(x, bounds=(0, 0), margin, 'gaussian', 0.1)` for one number."""
-    scaled = abs(x) / margin * _GAUSSIAN_SCALE
-    return math.exp(-0.5 * scaled * scaled)
-
-
 class CartpoleSwingupEnv(BulletEnv):
     """pybullet_data's `cartpole.urdf`: slider joint 0 (cart, m), hinge joint 1 (pole, rad).
 
@@ -490,12 +460,8 @@ class CartpoleSwingupEnv(BulletEnv):
         )
 
     def _reward(self, obs: Array, action: Array) -> float:
-        a = float(action[0])
-        upright = (float(obs[1]) + 1) / 2
-        centered = (1 + _gaussian_tolerance(float(obs[0]), 2.0)) / 2
-        small_control = (4 + max(0.0, 1 - a * a)) / 5
-        small_velocity = (1 + _gaussian_tolerance(float(obs[4]), 5.0)) / 2
-        return upright * small_control * small_velocity * centered
+        return cartpole_swingup_reward(float(obs[0]), float(obs[1]), float(action[0]),
+                                       float(obs[4]))
 
     def _reset(self, rng: np.random.Generator) -> Array:
         noise = 0.01 * rng.standard_normal(4)

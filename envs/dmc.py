@@ -22,23 +22,9 @@ from numpy.typing import NDArray
 from envs import mujoco_physics
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
 from envs.rewards import tolerance
+from envs.tasks import CartpoleSwingupTask
 
 _UNIT_BOX = (np.array([-1.0]), np.array([1.0]))
-
-
-class CartpoleTask(Task):
-    """dm_control cartpole, smooth reward. obs: [cart_x, cos, sin, cart_v, pole_w] (5)."""
-
-    def __init__(self) -> None:
-        super().__init__(5, *_UNIT_BOX)
-
-    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        upright = (next_obs[..., 1] + 1) / 2
-        centered = (1 + tolerance(next_obs[..., 0], margin=2)) / 2
-        small_control = tolerance(act[..., 0], margin=1, value_at_margin=0, sigmoid="quadratic")
-        small_control = (4 + small_control) / 5
-        small_velocity = (1 + tolerance(next_obs[..., 4], margin=5)) / 2
-        return upright * small_control * small_velocity * centered
 
 
 class PendulumTask(Task):
@@ -211,19 +197,13 @@ class DmControlEnv(RobotEnv):
     def linearize(self, state: Array, action: Array) -> tuple[Array, Array]:
         """Jacobians `(A, B)` of one control step at `state` (from `get_state`) and `action`.
 
-        Computed with MuJoCo's finite differences (`mujoco.mjd_transitionFD`) over the control
-        step's physics substeps; see `envs.mujoco_physics.linearize` for the state coordinates.
-        The simulator's state is unchanged on return.
+        Computed with MuJoCo's finite differences (`mujoco.mjd_transitionFD`; by hand for RK4
+        models) over the control step's physics substeps; see `envs.mujoco_physics.linearize`
+        for the state coordinates. The simulator's state is unchanged on return.
         """
-        clipped = self.check_action(action)
-        saved = self.get_state()
-        self.set_state(state)
-        A, B = mujoco_physics.linearize(
-            self._model, self._data, mujoco_physics.get_state(self._model, self._data),
-            clipped, self._n_substeps,
+        return mujoco_physics.linearize_env(
+            self, self._model, self._data, self._n_substeps, state, action
         )
-        self.set_state(saved)
-        return A, B
 
     def _apply_physics_params(self, params: Mapping[str, float]) -> None:
         self._nominal.apply(self._model, self._data, params)
@@ -240,11 +220,11 @@ def suite_time_limit(domain: str) -> float:
 
 
 def cartpole_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:
-    return DmControlEnv(env_id, "cartpole", "swingup", CartpoleTask(), **kwargs)
+    return DmControlEnv(env_id, "cartpole", "swingup", CartpoleSwingupTask(), **kwargs)
 
 
 def cartpole_balance(env_id: str, **kwargs: Any) -> DmControlEnv:
-    return DmControlEnv(env_id, "cartpole", "balance", CartpoleTask(), **kwargs)
+    return DmControlEnv(env_id, "cartpole", "balance", CartpoleSwingupTask(), **kwargs)
 
 
 def pendulum_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:

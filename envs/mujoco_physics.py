@@ -13,6 +13,8 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from envs.core import RobotEnv
+
 Array = NDArray[np.float64]
 
 #: Everything `mj_step` reads: time, qpos, qvel, act, warm start, controls, applied forces,
@@ -129,6 +131,21 @@ def linearize(
         step_state = get_state(model, data)
     set_state(model, data, state)
     return A, B
+
+
+def linearize_env(
+    env: RobotEnv, model: mujoco.MjModel, data: mujoco.MjData, n_substeps: int,
+    state: Array, action: Array,
+) -> tuple[Array, Array]:
+    """`linearize` of a MuJoCo-backed env at its `get_state()` vector and an action, leaving
+    the env's state as it was. Raises ValueError for a bad action or state, as `step` would."""
+    clipped = env.check_action(action)
+    saved = env.get_state()
+    env.set_state(state)
+    try:
+        return linearize(model, data, get_state(model, data), clipped, n_substeps)
+    finally:
+        env.set_state(saved)
 
 
 def _centred_differences(

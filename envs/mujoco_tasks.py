@@ -31,15 +31,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from envs import mujoco_physics
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
-from envs.rewards import tolerance
+from envs.tasks import CartpoleSwingupTask, cartpole_swingup_reward
 
 #: The physics state `mujoco.rollout` takes and returns: time, qpos, qvel, act, history, plugin.
 _ROLLOUT_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
-#: dm_control's gaussian `tolerance(z, margin=m)` (value 0.1 at one margin) is
-#: `exp(-0.5 * (z / m * s) ** 2)` with `s = sqrt(-2 ln 0.1)`, i.e. `exp(k * z * z)` with these `k`.
-_GAUSSIAN_SCALE = math.sqrt(-2.0 * math.log(0.1))
-_CART_X_EXPONENT = -0.5 * (_GAUSSIAN_SCALE / 2.0) ** 2  # margin 2 m
-_POLE_W_EXPONENT = -0.5 * (_GAUSSIAN_SCALE / 5.0) ** 2  # margin 5 rad/s
 
 
 def _load_model(asset: str) -> mujoco.MjModel:
@@ -257,15 +252,9 @@ class MujocoEnv(RobotEnv):
         hinge or a slide), see `envs.mujoco_physics.linearize`. A is `[2nv, 2nv]`, B `[2nv, nu]`.
         The simulator's state is unchanged on return.
         """
-        clipped = self.check_action(action)
-        saved = self.get_state()
-        self.set_state(state)
-        A, B = mujoco_physics.linearize(
-            self._model, self._data, mujoco_physics.get_state(self._model, self._data),
-            clipped, self.frame_skip,
+        return mujoco_physics.linearize_env(
+            self, self._model, self._data, self.frame_skip, state, action
         )
-        self.set_state(saved)
-        return A, B
 
     def rollout(self, state: ArrayLike, actions: ArrayLike) -> Array:
         """Simulate `N` open-loop action sequences from one state, in parallel.
@@ -339,23 +328,6 @@ class MujocoEnv(RobotEnv):
 
 
 # --------------------------------------------------------------------------- cart-pole
-class CartpoleSwingupTask(Task):
-    """dm_control's smooth cart-pole reward, `upright * small_control * small_velocity *
-    centered`, in [0, 1]. obs: [cart_x, cos, sin, cart_v, pole_w] (5), angle 0 upright.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(5, np.array([-1.0]), np.array([1.0]))
-
-    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        upright = (next_obs[..., 1] + 1) / 2
-        centered = (1 + tolerance(next_obs[..., 0], margin=2)) / 2
-        small_control = tolerance(act[..., 0], margin=1, value_at_margin=0, sigmoid="quadratic")
-        small_control = (4 + small_control) / 5
-        small_velocity = (1 + tolerance(next_obs[..., 4], margin=5)) / 2
-        return upright * small_control * small_velocity * centered
-
-
 class CartpoleSwingupEnv(MujocoEnv):
     """Swing a pole up from hanging and balance it above a cart, on `assets/cartpole.xml`.
 
@@ -393,14 +365,7 @@ class CartpoleSwingupEnv(MujocoEnv):
         v, w = self._qvel.tolist()
         cos = math.cos(theta)
         obs = np.array((x, cos, math.sin(theta), v, w))
-        u = action.item()
-        # upright (cos + 1) / 2 * small_control (4 + (1 - u^2)) / 5 (quadratic tolerance, |u| <= 1)
-        # * centered (1 + gaussian(x)) / 2 * small_velocity (1 + gaussian(w)) / 2.
-        reward = (
-            (cos + 1.0) * (5.0 - u * u) * (1.0 + math.exp(_CART_X_EXPONENT * x * x))
-            * (1.0 + math.exp(_POLE_W_EXPONENT * w * w)) / 40.0
-        )
-        return obs, reward, False
+        return obs, cartpole_swingup_reward(x, cos, action.item(), w), False
 
     def _observe_batch(self, qpos: Array, qvel: Array, mocap_pos: Array) -> Array:
         theta = qpos[..., 1]
