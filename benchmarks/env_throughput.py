@@ -1,10 +1,11 @@
 """Step throughput of each backend: the raw simulator against the same robot through `envs`.
 
-"Raw" is the simulator's own API doing what our env's step must at least do: dm_control's
-`Environment.step` (physics, observation dict, reward); bare MuJoCo's `mj_step` over the frame
-skip plus reading `qpos`/`qvel`; PyBullet's motor command, `stepSimulation` and joint-state
-read. "Ours" is `envs.make(id).step(a)`: validation and clipping of the action, the time limit,
-the flat observation and the reward.
+"Raw" is the simulator's own API doing what our env's step must at least do, on the same robot
+model: dm_control's `Environment.step` (physics, observation dict, reward); bare MuJoCo's
+`mj_step` over the frame skip plus reading `qpos`/`qvel`; PyBullet's motor command,
+`stepSimulation` and joint-state read (with our joint damping and friction motors). "Ours" is
+`envs.make(id).step(a)`: validation and clipping of the action, the time limit, the flat
+observation and the reward.
 
 Raw and ours run in alternating blocks of the same actions (order swapped every repeat), and
 the overhead is the median over blocks of ours/raw, so machine noise hits both alike. Every
@@ -42,6 +43,7 @@ from dm_control import suite
 import envs
 from benchmarks.provenance import RESULTS, provenance
 from envs import mujoco_physics
+from envs.bullet import CartpoleSwingupEnv
 
 #: Envs whose wrapper cost has a target: at most 10% over the raw step.
 TARGETS = {"dmc/cartpole-swingup": 1.10, "mujoco/cartpole-swingup": 1.10}
@@ -89,8 +91,13 @@ def raw_pybullet_cartpole(n_substeps: int) -> tuple[Reset, StepLoop]:
     pybullet.setPhysicsEngineParameter(
         fixedTimeStep=0.02, numSubSteps=n_substeps, physicsClientId=client
     )
+    # The same robot as ours: joint damping, and Coulomb friction as zero-velocity motors.
+    for joint, damping in enumerate(CartpoleSwingupEnv.JOINT_DAMPING):
+        pybullet.changeDynamics(robot, joint, jointDamping=damping, physicsClientId=client)
     pybullet.setJointMotorControlArray(
-        robot, [0, 1], pybullet.VELOCITY_CONTROL, forces=[0, 0], physicsClientId=client
+        robot, [0, 1], pybullet.VELOCITY_CONTROL, targetVelocities=[0.0, 0.0],
+        forces=[f / n_substeps for f in CartpoleSwingupEnv.JOINT_FRICTION],
+        physicsClientId=client,
     )
 
     def reset(state: np.ndarray) -> None:  # [cart x, pole angle, cart v, pole w]
