@@ -1,0 +1,141 @@
+"""Trajectory sampling propagates the particles it claims (PETS's TS1, TS-infinity, expectation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from mbrl.propagation import ModelDynamics, Propagation
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mean: torch.Tensor
+    var: torch.Tensor | None
+
+
+class AnalyticEnsemble:
+    """Member e moves a 1-D point by (e + 1) * action; obs = [position, particle id].
+
+    Records, for every call, which particle ids each member saw.
+    """
+
+    def __init__(self, members: int, noise_var: float | None = None) -> None:
+        self.members = members
+        self.noise_var = noise_var
+        self.seen: list[list[set[int]]] = []
+
+    @property
+    def num_members(self) -> int:
+        return self.members
+
+    def predict(self, obs: torch.Tensor, act: torch.Tensor) -> Prediction:
+        assert obs.shape[0] == self.members and act.shape[0] == self.members
+        self.seen.append([set(obs[e, :, 1].long().tolist()) for e in range(self.members)])
+        speed = torch.arange(1, self.members + 1, dtype=obs.dtype).view(-1, 1)
+        mean = obs.clone()
+        mean[..., 0] = obs[..., 0] + speed * act[..., 0]
+        var = None if self.noise_var is None else torch.full_like(mean, self.noise_var)
+        if var is not None:
+            var[..., 1] = 0.0  # the particle id stays exact
+        return Prediction(mean, var)
+
+
+class Position:
+    """Reward: the position reached; never terminates."""
+
+    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return next_obs[..., 0]
+
+    def terminated(
+        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.zeros(obs.shape[0], dtype=torch.bool)
+
+
+class IdentifiedDynamics(ModelDynamics):
+    """Gives each particle its id as the second observation entry before propagating."""
+
+    def sequence_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        n = actions.shape[0]
+        self._ids = torch.arange(self.particles * n, dtype=actions.dtype)
+        return super().sequence_returns(state, actions)
+
+    def _propagate(self, obs: torch.Tensor, act: torch.Tensor, members: int) -> torch.Tensor:
+        obs = obs.clone()
+        obs[:, 1] = self._ids
+        return super()._propagate(obs, act, members)
+
+
+def ones(candidates: int, horizon: int) -> torch.Tensor:
+    return torch.ones(candidates, horizon, 1, dtype=torch.float64)
+
+
+def test_ts_infinity_keeps_each_particle_on_one_member_spread_over_members() -> None:
+    model = AnalyticEnsemble(members=2)
+    dynamics = IdentifiedDynamics(model, Position(), particles=4,
+                                  propagation=Propagation.TS_INFINITY)
+    returns = dynamics.sequence_returns(torch.zeros(2, dtype=torch.float64), ones(3, 3))
+    # Per candidate: 2 particles on member 0 (positions 1, 2, 3: return 6) and 2 on member 1
+    # (positions 2, 4, 6: return 12), so the mean return is 9 for every candidate.
+    torch.testing.assert_close(returns, torch.full((3,), 9.0, dtype=torch.float64))
+    first = model.seen[0]
+    assert all(step == first for step in model.seen), "a particle changed member"
+    # Particle-major layout: particle p of candidate n has id p * N + n; member e holds
+    # particles e * P / E ... of every candidate.
+    assert first[0] == {0, 1, 2, 3, 4, 5} and first[1] == {6, 7, 8, 9, 10, 11}
+
+
+def test_ts1_redraws_members_every_step_and_stays_balanced() -> None:
+    model = AnalyticEnsemble(members=2)
+    dynamics = IdentifiedDynamics(model, Position(), particles=4, propagation=Propagation.TS1,
+                                  generator=torch.Generator().manual_seed(3))
+    dynamics.sequence_returns(torch.zeros(2, dtype=torch.float64), ones(3, 8))
+    assert all(len(step[0]) == len(step[1]) == 6 for step in model.seen), "unbalanced members"
+    assert len({frozenset(step[0]) for step in model.seen}) > 1, "members were never redrawn"
+
+
+def test_ts1_returns_follow_the_particles_own_draws() -> None:
+    """With one step the return of every particle is its member's speed; the candidate's mean
+    over its particles therefore lies in [1, 2] and averages 1.5 over all particles."""
+    model = AnalyticEnsemble(members=2)
+    dynamics = ModelDynamics(model, Position(), particles=4, propagation=Propagation.TS1,
+                             generator=torch.Generator().manual_seed(0))
+    returns = dynamics.sequence_returns(torch.zeros(2, dtype=torch.float64), ones(5, 1))
+    assert returns.mean().item() == pytest.approx(1.5)
+    assert ((returns >= 1) & (returns <= 2)).all()
+
+
+def test_expectation_follows_the_members_mean() -> None:
+    model = AnalyticEnsemble(members=2)
+    dynamics = ModelDynamics(model, Position(), particles=1, propagation=Propagation.EXPECTATION)
+    returns = dynamics.sequence_returns(torch.zeros(2, dtype=torch.float64), ones(2, 3))
+    # Mean speed 1.5: positions 1.5, 3, 4.5.
+    torch.testing.assert_close(returns, torch.full((2,), 9.0, dtype=torch.float64))
+    next_obs = dynamics.step(torch.zeros(4, 2, dtype=torch.float64),
+                             torch.ones(4, 1, dtype=torch.float64))
+    torch.testing.assert_close(next_obs[:, 0], torch.full((4,), 1.5, dtype=torch.float64))
+
+
+def test_probabilistic_members_sample_with_the_generator() -> None:
+    def returns(seed: int) -> torch.Tensor:
+        model = AnalyticEnsemble(members=2, noise_var=0.25)
+        dynamics = ModelDynamics(model, Position(), particles=200,
+                                 propagation=Propagation.TS_INFINITY,
+                                 generator=torch.Generator().manual_seed(seed))
+        return dynamics.sequence_returns(torch.zeros(2, dtype=torch.float64), ones(2, 1))
+
+    torch.testing.assert_close(returns(1), returns(1))
+    assert not torch.equal(returns(1), returns(2))
+    # Mean over 200 particles of speed + N(0, 0.25): 1.5 within 4 standard errors.
+    assert (returns(1) - 1.5).abs().max().item() < 4 * 0.5 / 200**0.5
+
+
+def test_particle_counts_that_cannot_be_spread_are_refused() -> None:
+    model = AnalyticEnsemble(members=5)
+    with pytest.raises(ValueError, match=r"particles \(12\) must be a positive multiple"):
+        ModelDynamics(model, Position(), particles=12)
+    with pytest.raises(ValueError, match="one particle per candidate"):
+        ModelDynamics(model, Position(), particles=5, propagation=Propagation.EXPECTATION)
