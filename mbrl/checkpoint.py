@@ -1,0 +1,197 @@
+"""Saving and loading dynamics models: weights, normalisers and the settings that rebuild them.
+
+The learned ensembles of PETS (Chua et al. 2018, "Deep Reinforcement Learning in a Handful of
+Trials using Probabilistic Dynamics Models") are worth keeping between runs. A checkpoint is
+one torch file holding a dict: a format tag and version, the constructor arguments of
+`EnsembleDynamics` (dimensions and `EnsembleConfig` as plain values), its state dict (weights,
+log-variance bounds, normalisers, elite members) and the caller's `extra` values.
+
+Files are written atomically (`mbrl.rundir.atomic_open`) and read with
+`torch.load(weights_only=True)`, which restores tensors and plain containers and never runs
+code from the file. Anything that is not a checkpoint of ours is refused with a `ValueError`
+naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import errno
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mbrl.models import EnsembleConfig, EnsembleDynamics
+from mbrl.rundir import atomic_open
+
+#: The tag that marks a checkpoint written by `save_model`.
+FORMAT = "mbrl.EnsembleDynamics"
+#: The newest format version this code writes and reads.
+VERSION = 1
+#: How every file written by `torch.save` begins.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint file holds."""
+
+    #: The rebuilt model with its weights, normalisers and elites.
+    model: EnsembleDynamics
+    #: The values given as `extra` to `save_model`.
+    extra: dict[str, Any]
+
+
+def save_model(
+    model: EnsembleDynamics, path: str | Path, extra: Mapping[str, Any] | None = None
+) -> None:
+    """Write `model` (and `extra`: tensors, numbers, strings, None, and lists, tuples and
+    str-keyed dicts of them) to `path`, atomically: a failed write leaves the old file."""
+    extra = dict(extra or {})
+    _check_plain("extra", extra)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "obs_dim": model.obs_dim,
+        "act_dim": model.act_dim,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> EnsembleDynamics:
+    """The model saved at `path` by `save_model`, on `device`.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: if the file is not one of our checkpoints or does not fit together
+            (truncated, corrupted, not a torch file, a torch file from elsewhere, weights whose
+            shapes the saved settings do not give, non-finite weights).
+    """
+    return load_checkpoint(path, device).model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """The model and extra values saved at `path`; raises as `load_model` does."""
+    path = Path(path)
+    payload = _read(path)
+    _check_payload(path, payload)
+    try:
+        config = EnsembleConfig.from_dict(payload["config"])
+        model = EnsembleDynamics(payload["obs_dim"], payload["act_dim"], config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the saved model settings are invalid: {err}") from err
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, ValueError) as err:
+        problems = "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip())
+        raise ValueError(
+            f"{path}: the saved weights do not fit the model its settings describe: "
+            f"{problems or err}"
+        ) from err
+    return Checkpoint(model=model.to(device), extra=payload["extra"])
+
+
+def _read(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)`, with its errors turned into clear ones."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no model checkpoint", str(path))
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    with path.open("rb") as handle:  # errors opening the file are the system's, not ours
+        is_zip = handle.read(4) == ZIP_MAGIC
+        handle.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. about the pickle protocol of foreign files
+                return torch.load(handle, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch and pickle raise many kinds for a damaged file
+            if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+                problem = (
+                    "it holds Python objects other than tensors and plain containers, "
+                    "which are never unpickled"
+                )
+                raise ValueError(
+                    f"{path} is not a model checkpoint: {problem} ({_detail(err)})"
+                ) from err
+            if is_zip:
+                problem = "truncated or corrupted (a damaged torch zip archive)"
+            else:
+                problem = "not a readable torch file (another format, or damaged)"
+            raise ValueError(f"{path} is {problem}: {type(err).__name__}: {_detail(err)}") from err
+
+
+def _check_payload(path: Path, payload: Any) -> None:
+    """Raise unless `payload` has the layout `save_model` writes."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = type(payload).__name__
+        if isinstance(payload, dict):
+            what = f"dict without the format tag {FORMAT!r}"
+        raise ValueError(
+            f"{path} is a torch file but not a model checkpoint written by "
+            f"mbrl.checkpoint.save_model: it holds a {what}"
+        )
+    version = payload.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path}: invalid checkpoint format version {version!r}")
+    if version > VERSION:
+        raise ValueError(
+            f"{path} was written by a newer version of this code (format version {version}; "
+            f"this one reads up to {VERSION})"
+        )
+    expected = {
+        "obs_dim": int,
+        "act_dim": int,
+        "config": dict,
+        "state_dict": dict,
+        "extra": dict,
+    }
+    for key, kind in expected.items():
+        if not isinstance(payload.get(key), kind):
+            raise ValueError(
+                f"{path}: checkpoint entry {key!r} should be a {kind.__name__}, "
+                f"got {type(payload.get(key)).__name__}"
+            )
+    for name, value in payload["state_dict"].items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path}: the state dict holds a {type(value).__name__} at {name!r}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path}: the saved {name!r} holds NaN or infinite values")
+
+
+def _check_plain(where: str, value: Any) -> None:
+    """Raise TypeError unless `value` is something `torch.load(weights_only=True)` restores."""
+    if value is None or isinstance(value, str | bool | int | float | torch.Tensor):
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(f"{where}[{i}]", item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has a non-string key {key!r}")
+            _check_plain(f"{where}[{key!r}]", item)
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}; a checkpoint holds "
+        f"only tensors, numbers, strings, None, and lists, tuples and dicts of them"
+    )
+
+
+def _detail(err: BaseException) -> str:
+    """The telling line of an error's message, at most 200 characters.
+
+    For the weights-only unpickler that is the line after "WeightsUnpickler error:" (its first
+    lines advise loading with `weights_only=False`, which we never do).
+    """
+    text = str(err)
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    return lines[0][:200] if lines else repr(err)
