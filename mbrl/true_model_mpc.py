@@ -11,7 +11,6 @@ achieves with a perfect model; a learned model can at best match it. One episode
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ from controllers import CEM, MPC, CEMConfig, MPCConfig
 from envs.dynamics import SimulatorDynamics
 from mbrl import plots
 from mbrl.rundir import write_csv, write_json
-
-log = logging.getLogger(__name__)
+from mbrl.video import try_render, write_video
 
 
 @dataclass(frozen=True)
@@ -93,13 +91,13 @@ def run_true_model_mpc(
             **{f"obs_{i}": float(o) for i, o in enumerate(obs)},
         })
         if config.video:
-            frames.append(_try_render(env))
+            frames.append(try_render(env))
         if terminated or truncated:
             break
 
     write_csv(run_dir / "trajectory.csv", rows)
     plots.plot_trajectory(rows, run_dir / "trajectory.png", title=f"CEM-MPC on {config.env_id}")
-    video = _write_video(frames, run_dir / "episode.mp4", fps=round(1 / env.control_timestep))
+    video = write_video(frames, run_dir / "episode.mp4", fps=round(1 / env.control_timestep))
     summary = {
         "env_id": config.env_id, "steps": len(rows), "return": episode_return,
         "median_plan_ms": float(np.median([r["plan_ms"] for r in rows])),
@@ -108,25 +106,3 @@ def run_true_model_mpc(
     }
     write_json(run_dir / "summary.json", summary)
     return summary
-
-
-def _try_render(env: envs.RobotEnv) -> np.ndarray | None:
-    try:
-        return env.render_rgb(width=320, height=240)
-    except Exception as error:  # no OpenGL on this machine: the run goes on without video
-        log.warning("rendering failed, no video: %s", error)
-        return None
-
-
-def _write_video(frames: list[np.ndarray | None], path: Path, fps: int) -> Path | None:
-    if not frames or any(f is None for f in frames):
-        return None
-    try:
-        import imageio.v2 as imageio
-
-        imageio.mimwrite(path, frames, fps=fps, macro_block_size=8)  # type: ignore[arg-type]
-    except Exception as error:  # imageio-ffmpeg missing: the run is complete without video
-        log.warning("could not write %s: %s", path, error)
-        path.unlink(missing_ok=True)
-        return None
-    return path
