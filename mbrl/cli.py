@@ -2,11 +2,14 @@
 
     mbrl envs                      list the simulated robots and tasks
     mbrl plan --env ID ...         MPC with CEM on the true simulator; writes a run directory
+    mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
+    mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -55,6 +58,53 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from mbrl.algorithms.pets import PETSConfig, train_pets
+    from mbrl.config import load as load_config
+    from mbrl.rundir import new_run_dir
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = load_config(PETSConfig, run_dir / "config.json")
+        print(f"resuming {run_dir}")
+    else:
+        base = PETSConfig()
+        config = dataclasses.replace(
+            base, env_id=args.env, episodes=args.episodes, action_repeat=args.action_repeat,
+            seed=args.seed, particles=args.particles,
+            planner=dataclasses.replace(
+                base.planner, horizon=args.horizon, population=args.population,
+                elites=max(1, args.population // 10),
+            ),
+        )
+        run_dir = new_run_dir(args.out, f"pets-{args.env}")
+        print(f"run directory: {run_dir}")
+    rows = train_pets(
+        config, run_dir, resume=bool(args.resume),
+        progress=lambda episodes: tqdm(episodes, desc=f"PETS {config.env_id}", unit="episode"),
+    )
+    for row in rows:
+        print(f"episode {int(row['episode']):3d}  env steps {int(row['env_steps']):6d}  "
+              f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}")
+    print(f"learning curve: {run_dir / 'learning_curve.png'}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mbrl.algorithms.pets import evaluate_pets
+
+    result = evaluate_pets(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
+                           video=not args.no_video)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mbrl` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -96,6 +146,47 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", default="runs", help="folder for run directories")
     plan.add_argument("--no-video", action="store_true", help="do not render a video")
     plan.set_defaults(run=_cmd_plan)
+
+    from mbrl.algorithms.pets import PETSConfig
+
+    pets_defaults = PETSConfig()
+    train = commands.add_parser(
+        "train", help="learn a dynamics model and plan through it (PETS)",
+        description="PETS (Chua et al. 2018): random episodes, then fit a probabilistic "
+        "ensemble and plan with CEM through it, episode after episode. Writes config.json, "
+        "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
+        "a killed run from its last completed episode.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("algorithm", choices=["pets"], help="the algorithm")
+    train.add_argument("--env", default=pets_defaults.env_id, help="env id, see `mbrl envs`")
+    train.add_argument("--episodes", type=_positive, default=pets_defaults.episodes,
+                       help="episodes in all, the first one random")
+    train.add_argument("--action-repeat", type=_positive, default=pets_defaults.action_repeat,
+                       help="simulator steps per control step")
+    train.add_argument("--horizon", type=_positive, default=pets_defaults.planner.horizon,
+                       help="planning horizon in control steps")
+    train.add_argument("--population", type=_positive, default=pets_defaults.planner.population,
+                       help="CEM samples per iteration")
+    train.add_argument("--particles", type=_positive, default=pets_defaults.particles,
+                       help="particles per candidate (a multiple of the ensemble size)")
+    train.add_argument("--seed", type=int, default=pets_defaults.seed, help="run seed")
+    train.add_argument("--out", default="runs", help="folder for run directories")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue this run directory (its config.json wins)")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="replay a trained run's model and planner",
+        description="Load RUN_DIR's model and planner settings, run episodes, and write "
+        "eval.json (and eval.mp4 of the first episode where rendering works).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train`")
+    evaluate.add_argument("--episodes", type=_positive, default=1, help="episodes to run")
+    evaluate.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
+    evaluate.set_defaults(run=_cmd_eval)
     return parser
 
 

@@ -38,3 +38,22 @@ def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str)
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
+    """Episode return against environment steps, and the model's holdout error, as a PNG."""
+    steps = [r["env_steps"] for r in rows]
+    fig, (ret, err) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    ret.plot(steps, [r["return"] for r in rows], marker="o", color="tab:blue")
+    ret.set_ylabel("episode return")
+    ret.grid(alpha=0.3)
+    err.plot(steps, [r["holdout_mse"] for r in rows], marker="o", color="tab:red")
+    err.set_ylabel("model holdout MSE")
+    err.set_yscale("log")
+    err.set_xlabel("environment steps")
+    err.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)

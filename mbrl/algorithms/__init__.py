@@ -1,0 +1,1 @@
+"""The algorithms that close the loop: collect, fit, plan and act, log."""

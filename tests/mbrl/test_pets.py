@@ -1,0 +1,114 @@
+"""The PETS loop: its run directory, and a killed run that resumes as if never stopped."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from controllers import CEMConfig
+from mbrl.algorithms.pets import PETSConfig, evaluate_pets, train_pets
+from mbrl.cli import main
+from mbrl.data import ReplayBuffer
+from mbrl.models import EnsembleConfig
+from mbrl.training import TrainConfig
+
+TINY = PETSConfig(
+    env_id="mujoco/reacher-2link", action_repeat=2, episodes=3, random_episodes=1,
+    episode_steps=12, seed=3, particles=2,
+    model=EnsembleConfig(ensemble_size=2, hidden_size=16, hidden_layers=2, weight_decay=1e-5),
+    train=TrainConfig(max_epochs=5, num_elites=1, batch_size=32),
+    planner=CEMConfig(horizon=4, population=16, elites=4, iterations=2),
+)
+
+
+class KilledError(Exception):
+    """Stands for the run being killed between two episodes."""
+
+
+def killed_after(episodes: int) -> object:
+    def progress(iterable: Iterable[int]) -> Iterator[int]:
+        for i, episode in enumerate(iterable):
+            if i == episodes:
+                raise KilledError
+            yield episode
+
+    return progress
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timing(rows: list[dict[str, float]]) -> list[dict[str, object]]:
+    """Rows without the wall-clock planning time, NaN made comparable."""
+    return [{k: ("nan" if v != v else v) for k, v in row.items() if k != "plan_ms"}
+            for row in rows]
+
+
+def test_a_run_writes_its_directory(tmp_path: Path) -> None:
+    rows = train_pets(TINY, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "metrics.csv", "model.pt", "replay_buffer.npz",
+            "learning_curve.png", "progress.json"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    metrics = read_metrics(tmp_path)
+    assert [int(float(r["episode"])) for r in metrics] == [0, 1, 2]
+    assert {"return", "env_steps", "holdout_nll", "holdout_mse", "plan_ms"} <= metrics[0].keys()
+    assert [r["env_steps"] for r in rows] == [24, 48, 72]  # 12 control steps x repeat 2
+    assert metrics[0]["holdout_mse"] == "nan" and float(metrics[2]["holdout_mse"]) > 0
+    assert json.loads((tmp_path / "progress.json").read_text())["buffer_len"] == 36
+
+
+def test_a_killed_run_resumes_exactly_as_if_never_stopped(tmp_path: Path) -> None:
+    whole = train_pets(TINY, tmp_path / "whole")
+    with pytest.raises(KilledError):
+        train_pets(TINY, tmp_path / "killed", progress=killed_after(2))  # type: ignore[arg-type]
+    assert len(read_metrics(tmp_path / "killed")) == 2
+    resumed = train_pets(TINY, tmp_path / "killed", resume=True)
+    assert without_timing(resumed) == without_timing(whole)
+    assert [float(r["return"]) for r in read_metrics(tmp_path / "killed")] == [
+        r["return"] for r in whole
+    ]
+
+
+def test_a_run_killed_mid_save_drops_the_unfinished_episodes_data(tmp_path: Path) -> None:
+    """KilledError after saving the buffer of episode 2 but before progress.json marked it done."""
+    whole = train_pets(TINY, tmp_path / "whole")
+    with pytest.raises(KilledError):
+        train_pets(TINY, tmp_path / "killed", progress=killed_after(2))  # type: ignore[arg-type]
+    buffer = ReplayBuffer.load(tmp_path / "killed" / "replay_buffer.npz")
+    arrays = buffer.arrays()
+    buffer.add_batch(*(arrays[k][:5].copy() for k in (
+        "obs", "act", "next_obs", "reward", "terminated", "truncated")))
+    buffer.save(tmp_path / "killed" / "replay_buffer.npz")
+    resumed = train_pets(TINY, tmp_path / "killed", resume=True)
+    assert without_timing(resumed) == without_timing(whole)
+    assert len(ReplayBuffer.load(tmp_path / "killed" / "replay_buffer.npz")) == 36
+
+
+def test_resuming_with_another_config_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KilledError):
+        train_pets(TINY, tmp_path, progress=killed_after(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"differs from config\.json"):
+        train_pets(dataclasses.replace(TINY, seed=4), tmp_path, resume=True)
+
+
+def test_eval_replays_the_saved_model(tmp_path: Path) -> None:
+    train_pets(dataclasses.replace(TINY, episodes=2), tmp_path)
+    result = evaluate_pets(tmp_path, episodes=2, video=False)
+    assert len(result["returns"]) == 2
+    assert json.loads((tmp_path / "eval.json").read_text()) == result
+
+
+def test_cli_resume_continues_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(KilledError):
+        train_pets(TINY, tmp_path, progress=killed_after(2))  # type: ignore[arg-type]
+    assert main(["train", "pets", "--resume", str(tmp_path)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert len(read_metrics(tmp_path)) == 3
