@@ -10,8 +10,9 @@ using Probabilistic Dynamics Models", Algorithm 1:
                        apply the first action, store the transition
         log the episode
 
-A run directory holds the resolved config, `metrics.csv` (one row per episode), the model
-checkpoint, the replay buffer and a learning curve; `progress.json`, written last after each
+A run directory holds the resolved config, `metrics.csv` (one row per episode; also TensorBoard
+scalars where `tensorboard` is installed), the model checkpoint, the replay buffer and a
+learning curve; `progress.json`, written last after each
 episode, marks it complete and holds the random generators' states, so that `resume=True`
 continues a killed run from its last completed episode exactly as if it had not stopped.
 """
@@ -114,6 +115,7 @@ def train_pets(
     else:
         write_json(run_dir / "config.json", config)
 
+    board = _tensorboard(run_dir)
     for episode in progress(range(first_episode, config.episodes)):
         report = None
         if episode < config.random_episodes:
@@ -143,7 +145,22 @@ def train_pets(
             }
         )
         _save(run_dir, buffer, model, rows, rng, generator, config)
+        if board is not None:
+            for key, value in rows[-1].items():
+                board.add_scalar(f"pets/{key}", value, global_step=int(rows[-1]["env_steps"]))
+            board.flush()
+    if board is not None:
+        board.close()
     return rows
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the `tensorboard` extra is optional
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 Policy = Callable[[np.ndarray], np.ndarray]

@@ -92,6 +92,19 @@ def test_a_run_killed_mid_save_drops_the_unfinished_episodes_data(tmp_path: Path
     assert len(ReplayBuffer.load(tmp_path / "killed" / "replay_buffer.npz")) == 36
 
 
+def test_tensorboard_receives_each_episodes_metrics(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_pets(dataclasses.replace(TINY, episodes=2), tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    returns = events.Scalars("pets/return")
+    assert [e.step for e in returns] == [24, 48]
+    assert [e.value for e in returns] == pytest.approx(
+        [float(r["return"]) for r in read_metrics(tmp_path)], rel=1e-6
+    )
+
+
 def test_resuming_with_another_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KilledError):
         train_pets(TINY, tmp_path, progress=killed_after(1))  # type: ignore[arg-type]
