@@ -6,7 +6,8 @@ imports nothing else of the toolkit.
 """
 
 from controllers.cem import CEM, CEMConfig
-from controllers.mpc import MPC, MPCConfig
+from controllers.mpc import MPC, MPCConfig, MPCStats
+from controllers.mppi import MPPI, MPPIConfig, path_integral_weights
 from controllers.protocols import (
     Controller,
     Dynamics,
@@ -15,16 +16,25 @@ from controllers.protocols import (
     SequenceDynamics,
     sequence_returns,
 )
+from controllers.random_shooting import RandomShooting, RandomShootingConfig
+from controllers.sampling import colored_noise
 
 __all__ = [
     "CEM",
     "MPC",
+    "MPPI",
     "CEMConfig",
     "Controller",
     "Dynamics",
     "MPCConfig",
+    "MPCStats",
+    "MPPIConfig",
     "Plan",
     "Planner",
+    "RandomShooting",
+    "RandomShootingConfig",
     "SequenceDynamics",
+    "colored_noise",
+    "path_integral_weights",
     "sequence_returns",
 ]

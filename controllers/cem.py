@@ -1,18 +1,39 @@
-"""The cross-entropy method for planning action sequences.
+"""The cross-entropy method for planning action sequences, with the iCEM refinements.
 
 Rubinstein (1999), "The cross-entropy method for combinatorial and continuous optimization";
 used as an MPC planner by Chua et al. (2018), "Deep Reinforcement Learning in a Handful of
-Trials using Probabilistic Dynamics Models" (PETS). Shapes: `H` horizon, `N` population,
-`du` action dimension.
+Trials using Probabilistic Dynamics Models" (PETS). The refinements of Pinneri et al. (2020),
+"Sample-efficient Cross-Entropy Method for Real-time Planning" (iCEM), are options, all off by
+default: colored noise, elites kept from one iteration (and one replan) to the next, a shrinking
+population, and returning the mean. Shapes: `H` horizon, `N` population, `du` action
+dimension, `K` elites.
+
+One call of `plan`:
+
+    mean, std <- warm start (or mid-range), initial_std * range
+    for each iteration (at least one; stop before one that would end past the deadline):
+        N_i fresh samples clamp(mean + std * noise), noise white or 1/f**beta along H
+        add the kept elites: those of the last iteration, or, on the first iteration of a
+            replan that continues the previous plan, the previous replan's shifted in time
+        K elites <- the best by return (a diverged rollout ranks last)
+        mean, std <- momentum-weighted refit to the elites
+    return the best sample seen, or the final mean (the start if every rollout diverged)
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
+from controllers.sampling import (
+    checked_bounds,
+    colored_noise,
+    initial_mean,
+    next_iteration_ends_late,
+)
 
 
 @dataclass(frozen=True)
@@ -21,9 +42,9 @@ class CEMConfig:
 
     #: Planning horizon H, in control steps.
     horizon: int = 25
-    #: Action sequences sampled per iteration, N.
+    #: Action sequences sampled per iteration, N (the first iteration's, if it decays).
     population: int = 400
-    #: Best sequences that refit the sampling distribution.
+    #: Best sequences that refit the sampling distribution, K.
     elites: int = 40
     #: Refits per call of `plan`.
     iterations: int = 5
@@ -31,6 +52,14 @@ class CEMConfig:
     momentum: float = 0.1
     #: Initial standard deviation, as a fraction of each action's range.
     initial_std: float = 0.5
+    #: Exponent of the noise's power spectrum 1/f**beta along H: 0 white, 2 to 3 as in iCEM.
+    noise_beta: float = 0.0
+    #: Fraction of the K elites added to the next iteration's samples, and the next replan's.
+    keep_elites_fraction: float = 0.0
+    #: iCEM's gamma: iteration i samples max(K, N / gamma**i) fresh sequences (1: no decay).
+    population_decay: float = 1.0
+    #: Return the final sampling mean instead of the best sample (better for stochastic models).
+    return_mean: bool = False
 
     def __post_init__(self) -> None:
         if min(self.horizon, self.population, self.elites, self.iterations) < 1:
@@ -41,10 +70,31 @@ class CEMConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.initial_std > 0.0:
             raise ValueError(f"initial_std must be > 0, got {self.initial_std}")
+        if not self.noise_beta >= 0.0:
+            raise ValueError(f"noise_beta must be >= 0, got {self.noise_beta}")
+        if not 0.0 <= self.keep_elites_fraction <= 1.0:
+            raise ValueError(
+                f"keep_elites_fraction must be in [0, 1], got {self.keep_elites_fraction}"
+            )
+        if not self.population_decay >= 1.0:
+            raise ValueError(f"population_decay must be >= 1, got {self.population_decay}")
+
+    @property
+    def kept_elites(self) -> int:
+        """Elites carried into the next iteration: `keep_elites_fraction * K`, rounded."""
+        return round(self.keep_elites_fraction * self.elites)
+
+    def population_at(self, iteration: int) -> int:
+        """Fresh samples drawn at `iteration` (0-based): `max(K, N / gamma**iteration)`."""
+        return max(self.elites, int(self.population / self.population_decay**iteration))
 
 
 class CEM:
     """Cross-entropy method over open-loop action sequences, actions kept inside bounds.
+
+    The only thing kept between calls is, with `keep_elites_fraction > 0`, the last replan's
+    kept elites and plan; they are used only when the next call's warm start is that plan
+    shifted in time (as `MPC` passes it), and `reset()` forgets them.
 
     Args:
         dynamics: what the sequences are scored on.
@@ -62,40 +112,46 @@ class CEM:
         generator: torch.Generator | None = None,
     ) -> None:
         self.dynamics = dynamics
-        self.low = torch.as_tensor(action_low, dtype=torch.float64)
-        self.high = torch.as_tensor(action_high, dtype=torch.float64)
-        if self.low.shape != self.high.shape or self.low.ndim != 1:
-            raise ValueError(
-                f"action bounds must both be [du], got {self.low.shape}, {self.high.shape}"
-            )
-        if not bool((self.low < self.high).all()):
-            raise ValueError(f"every action_low must be below action_high: {self.low}, {self.high}")
+        self.low, self.high = checked_bounds(action_low, action_high)
         self.config = config
         self.horizon = config.horizon
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        # (plan returned, its last iteration's kept elites [k, H, du]) of the previous call.
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
-        """CEM keeps nothing between calls; warm starts come in through `plan`."""
+        """Forget the previous replan's elites: a new episode shares nothing with the last."""
+        self._previous = None
 
-    def plan(self, state: torch.Tensor, warm_start: torch.Tensor | None = None) -> Plan:
-        """Plan `[H, du]` actions from `state` `[dx]`, from `warm_start` `[H, du]` if given."""
+    def plan(
+        self,
+        state: torch.Tensor,
+        warm_start: torch.Tensor | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Plan:
+        """Plan `[H, du]` actions from `state` `[dx]`, from `warm_start` `[H, du]` if given.
+
+        With a `deadline` (a `time.perf_counter()` time, seconds), iterations stop before one
+        that, as long as the slowest so far, would end past it; the first always runs.
+        """
         cfg = self.config
-        shape = (cfg.horizon, self.low.shape[0])
-        if warm_start is None:
-            mean = ((self.low + self.high) / 2).expand(shape).clone()
-        else:
-            if warm_start.shape != shape:
-                raise ValueError(
-                    f"warm_start has shape {tuple(warm_start.shape)}, expected {shape}"
-                )
-            mean = warm_start.to(torch.float64).clamp(self.low, self.high)
-        std = (cfg.initial_std * (self.high - self.low)).expand(shape).clone()
+        mean = initial_mean(self.low, self.high, cfg.horizon, warm_start)
+        std = (cfg.initial_std * (self.high - self.low)).expand_as(mean).clone()
+        kept = self._previous_elites_shifted(warm_start)
+        self._previous = None
+        start = mean
         best_actions, best_return = mean, -torch.inf
-        for _ in range(cfg.iterations):
-            noise = torch.randn(
-                (cfg.population, *shape), generator=self.generator, dtype=torch.float64
+        elite_returns = torch.full((1,), -torch.inf, dtype=torch.float64)
+        done, slowest_s = 0, 0.0
+        for i in range(cfg.iterations):
+            started = time.perf_counter()
+            noise = colored_noise(
+                (cfg.population_at(i), *mean.shape), cfg.noise_beta, self.generator
             )
             samples = (mean + std * noise).clamp(self.low, self.high)
+            if kept is not None:
+                samples = torch.cat([samples, kept])
             returns = sequence_returns(self.dynamics, state, samples)
             elite_returns, elite_index = torch.topk(returns, cfg.elites)
             elites = samples[elite_index]
@@ -103,8 +159,47 @@ class CEM:
             std = cfg.momentum * std + (1 - cfg.momentum) * elites.std(dim=0, unbiased=False)
             if float(elite_returns[0]) > best_return:
                 best_return, best_actions = float(elite_returns[0]), elites[0]
+            kept = elites[: cfg.kept_elites] if cfg.kept_elites > 0 else None
+            done += 1
+            slowest_s = max(slowest_s, time.perf_counter() - started)
+            if next_iteration_ends_late(deadline, slowest_s):
+                break
+        if best_return == -torch.inf:  # every rollout diverged: where the search started
+            actions, expected = start, best_return
+        elif cfg.return_mean:
+            # The mean itself is never rolled out: the final elites' mean return stands for it.
+            finite = elite_returns[torch.isfinite(elite_returns)]
+            actions = mean
+            expected = float(finite.mean()) if finite.numel() > 0 else -torch.inf
+        else:
+            actions, expected = best_actions, best_return
+        if kept is not None:
+            self._previous = (actions, kept)
         return Plan(
-            actions=best_actions,
-            expected_return=best_return,
-            info={"final_std": float(std.mean()), "iterations": cfg.iterations},
+            actions=actions,
+            expected_return=expected,
+            info={
+                "final_std": float(std.mean()),
+                "iterations": done,
+                "stopped_early": done < cfg.iterations,
+                "all_diverged": best_return == -torch.inf,
+            },
         )
+
+    def _previous_elites_shifted(self, warm_start: torch.Tensor | None) -> torch.Tensor | None:
+        """The previous replan's kept elites `[k, H, du]`, moved forward as its plan was.
+
+        Only when `warm_start` is the previous plan shifted by `s >= 1` steps (its first
+        `H - s` actions equal the plan's last `H - s`); the elites are then shifted by the same
+        `s`, their last action repeated. Anything else starts a new chain: `None`.
+        """
+        if warm_start is None or self._previous is None:
+            return None
+        previous, elites = self._previous
+        horizon = previous.shape[0]
+        warm = warm_start.to(previous.dtype)
+        for shift in range(1, horizon):
+            if torch.equal(warm[: horizon - shift], previous[shift:]):
+                tail = elites[:, -1:].expand(-1, shift, -1)
+                return torch.cat([elites[:, shift:], tail], dim=1)
+        return None

@@ -2,11 +2,16 @@
 
 Mayne et al. (2000), "Constrained model predictive control: Stability and optimality".
 Between replans the controller plays the stored plan; each replan is warm-started with the
-previous plan shifted by the steps already played.
+previous plan shifted by the steps already played. With a time budget, the planner gets a
+deadline and stops refining in time; if even its first iteration ends past the budget, the
+replan is dropped for the previous plan shifted in time, which is what a real-time controller
+would have had to play when the budget ran out.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +28,28 @@ class MPCConfig:
     replan_every: int = 1
     #: Start each replan from the previous plan shifted in time.
     warm_start: bool = True
+    #: Wall-clock budget of one replan, in milliseconds (None: unlimited); see `MPC`.
+    time_budget_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
+        if self.time_budget_ms is not None and not self.time_budget_ms > 0.0:
+            raise ValueError(f"time_budget_ms must be > 0, got {self.time_budget_ms}")
+
+
+@dataclass
+class MPCStats:
+    """What `MPC` measured of its replans since the episode began."""
+
+    #: Replans asked of the planner.
+    replans: int = 0
+    #: Replans that ended past the time budget.
+    overruns: int = 0
+    #: Overruns after one iteration, replaced by the previous plan shifted in time.
+    fallbacks: int = 0
+    #: Wall-clock time of the last replan, in milliseconds (NaN before the first).
+    last_plan_ms: float = math.nan
 
 
 class MPC:
@@ -34,6 +57,15 @@ class MPC:
 
     `act(obs)` takes whatever state the planner's dynamics consume: an observation for a
     learned model, `env.get_state()` for the true simulator.
+
+    With `config.time_budget_ms`, each replan gets `deadline = start + budget`; an iterative
+    planner stops before an iteration that would end past it, so it overruns by at most about
+    one iteration, and such a plan is kept. If it ends past the budget after a single iteration
+    (`info["iterations"]`, taken as 1 when absent), even the least planning does not fit: the
+    plan is dropped for the previous plan shifted by the steps played, marked
+    `info["fallback"]`, with a NaN `expected_return` (not estimated). On the episode's first
+    replan there is no previous plan, and the late plan is played. `stats` counts both cases.
+    Actions are always the planner's or shifts of them, so inside the planner's bounds.
     """
 
     def __init__(self, planner: Planner, config: MPCConfig = MPCConfig()) -> None:
@@ -44,24 +76,50 @@ class MPC:
         self.planner = planner
         self.config = config
         self.last_plan: Plan | None = None
+        self.stats = MPCStats()
         self._steps_since_plan = 0
 
     def reset(self) -> None:
-        """Forget the stored plan, and the planner's own memory, before a new episode."""
+        """Forget the stored plan, the planner's own memory and the stats: a new episode."""
         self.planner.reset()
         self.last_plan = None
+        self.stats = MPCStats()
         self._steps_since_plan = 0
 
     def act(self, obs: Any) -> torch.Tensor:
         """The next action `[du]` from the state `obs` `[dx]`."""
         if self.last_plan is None or self._steps_since_plan >= self.config.replan_every:
-            warm = self._shifted_plan() if self.config.warm_start else None
-            state = torch.as_tensor(obs, dtype=torch.float64)
-            self.last_plan = self.planner.plan(state, warm_start=warm)
+            self.last_plan = self._replan(torch.as_tensor(obs, dtype=torch.float64))
             self._steps_since_plan = 0
         action = self.last_plan.actions[self._steps_since_plan]
         self._steps_since_plan += 1
         return action
+
+    def _replan(self, state: torch.Tensor) -> Plan:
+        """A new plan from `state`, or the shifted previous one if one iteration overran."""
+        shifted = self._shifted_plan()
+        warm = shifted if self.config.warm_start else None
+        budget_ms = self.config.time_budget_ms
+        started = time.perf_counter()
+        if budget_ms is None:
+            plan = self.planner.plan(state, warm_start=warm)
+        else:
+            deadline = started + budget_ms / 1000
+            plan = self.planner.plan(state, warm_start=warm, deadline=deadline)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.stats.replans += 1
+        self.stats.last_plan_ms = elapsed_ms
+        if budget_ms is None or elapsed_ms <= budget_ms:
+            return plan
+        self.stats.overruns += 1
+        if shifted is None or plan.info.get("iterations", 1) > 1:
+            return plan
+        self.stats.fallbacks += 1
+        return Plan(
+            actions=shifted,
+            expected_return=math.nan,
+            info={"fallback": True, "late_plan_ms": elapsed_ms},
+        )
 
     def _shifted_plan(self) -> torch.Tensor | None:
         """The stored plan moved forward by the steps played, its last action repeated."""

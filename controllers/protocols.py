@@ -75,8 +75,19 @@ class Planner(Protocol):
 
     horizon: int
 
-    def plan(self, state: torch.Tensor, warm_start: torch.Tensor | None = None) -> Plan:
-        """Plan from `state` `[dx]`, optionally starting from actions `[H, du]`."""
+    def plan(
+        self,
+        state: torch.Tensor,
+        warm_start: torch.Tensor | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Plan:
+        """Plan from `state` `[dx]`, optionally starting from actions `[H, du]`.
+
+        `deadline`, a `time.perf_counter()` time in seconds, asks an iterative planner to stop
+        early enough to return by then; it still completes at least one iteration, so the
+        caller must be ready for a late plan. `None`: no deadline.
+        """
         ...
 
     def reset(self) -> None:

@@ -8,7 +8,6 @@ checkpoints round-trip exactly and refuse anything else, bad data and shapes are
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,15 +23,6 @@ from mbrl.models import (
     Normalizer,
 )
 from mbrl.training import FitReport, TrainConfig, fit
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks: threads only add overhead (and stall on a busy two-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_config(**changes: Any) -> EnsembleConfig:

@@ -1,0 +1,144 @@
+"""Model predictive path integral control (MPPI) over open-loop action sequences.
+
+Williams et al. (2017), "Information theoretic MPC for model-based reinforcement learning".
+The nominal sequence is perturbed by Gaussian noise, every perturbed sequence is rolled out, and
+the nominal becomes their average weighted by `softmax(return / lambda)`. As in PDDM (Nagabandi
+et al. 2019) and mbrl-lib, the weights use the returns alone, without the paper's control-cost
+term. The warm start is the previous plan shifted in time, which `MPC` passes in; the planner
+itself keeps nothing between calls. Shapes: `H` horizon, `N` population, `du` action dimension.
+
+One call of `plan`:
+
+    mean <- warm start (or mid-range)
+    for each iteration (at least one; stop before one that would end past the deadline):
+        N samples clamp(mean + noise_std * range * white noise)
+        weights <- softmax(returns / lambda); a diverged rollout (-inf) weighs exactly 0
+        if every rollout diverged: stop, keep the mean as it is
+        mean <- sum of weights * samples (inside the bounds: a convex combination)
+    return the mean
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
+from controllers.sampling import checked_bounds, initial_mean, next_iteration_ends_late
+
+
+@dataclass(frozen=True)
+class MPPIConfig:
+    """Settings of `MPPI`."""
+
+    #: Planning horizon H, in control steps.
+    horizon: int = 25
+    #: Action sequences sampled per iteration, N.
+    population: int = 400
+    #: Weighted-average updates per call of `plan`.
+    iterations: int = 1
+    #: Temperature lambda of the weights softmax(return / lambda), in units of return.
+    temperature: float = 1.0
+    #: Standard deviation of the perturbations, as a fraction of each action's range.
+    noise_std: float = 0.3
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.population, self.iterations) < 1:
+            raise ValueError(f"horizon, population and iterations must be >= 1: {self}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.noise_std > 0.0:
+            raise ValueError(f"noise_std must be > 0, got {self.noise_std}")
+
+
+def path_integral_weights(returns: torch.Tensor, temperature: float) -> torch.Tensor | None:
+    """Weights `[N]` = softmax(`returns` `[N]` / `temperature`), or `None` if all are -inf.
+
+    The largest return is subtracted before exponentiating, so no return overflows; a `-inf`
+    return (a diverged rollout) gets weight exactly 0.
+    """
+    best = returns.max()
+    if not bool(torch.isfinite(best)):
+        return None
+    unnormalised = torch.exp((returns - best) / temperature)
+    return unnormalised / unnormalised.sum()
+
+
+class MPPI:
+    """MPPI over open-loop action sequences, actions kept inside bounds.
+
+    Args:
+        dynamics: what the sequences are scored on.
+        action_low, action_high: bounds `[du]`.
+        config: see `MPPIConfig`.
+        generator: the source of randomness; a fixed seed gives a fixed plan.
+    """
+
+    def __init__(
+        self,
+        dynamics: Dynamics | SequenceDynamics,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        config: MPPIConfig = MPPIConfig(),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.dynamics = dynamics
+        self.low, self.high = checked_bounds(action_low, action_high)
+        self.config = config
+        self.horizon = config.horizon
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def reset(self) -> None:
+        """MPPI keeps nothing between calls; warm starts come in through `plan`."""
+
+    def plan(
+        self,
+        state: torch.Tensor,
+        warm_start: torch.Tensor | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Plan:
+        """Plan `[H, du]` actions from `state` `[dx]`, from `warm_start` `[H, du]` if given.
+
+        With a `deadline` (a `time.perf_counter()` time, seconds), iterations stop before one
+        that, as long as the slowest so far, would end past it; the first always runs. If every
+        rollout of an iteration diverges, the mean so far (the warm start, on the first) is
+        returned unchanged and `info["all_diverged"]` is set.
+        """
+        cfg = self.config
+        mean = initial_mean(self.low, self.high, cfg.horizon, warm_start)
+        std = cfg.noise_std * (self.high - self.low)
+        expected, effective_samples, all_diverged, done = -torch.inf, 0.0, False, 0
+        slowest_s = 0.0
+        for _ in range(cfg.iterations):
+            started = time.perf_counter()
+            noise = torch.randn(
+                (cfg.population, *mean.shape), generator=self.generator, dtype=torch.float64
+            )
+            samples = (mean + std * noise).clamp(self.low, self.high)
+            returns = sequence_returns(self.dynamics, state, samples)
+            done += 1
+            weights = path_integral_weights(returns, cfg.temperature)
+            if weights is None:
+                all_diverged = True
+                break
+            mean = torch.tensordot(weights, samples, dims=1)
+            finite_returns = torch.where(weights > 0, returns, torch.zeros_like(returns))
+            expected = float(weights @ finite_returns)
+            effective_samples = float(1.0 / (weights**2).sum())
+            slowest_s = max(slowest_s, time.perf_counter() - started)
+            if next_iteration_ends_late(deadline, slowest_s):
+                break
+        return Plan(
+            # A convex combination of in-bound samples is in bounds up to rounding: clamp it.
+            actions=mean.clamp(self.low, self.high),
+            expected_return=expected,
+            info={
+                "iterations": done,
+                "stopped_early": done < cfg.iterations and not all_diverged,
+                "all_diverged": all_diverged,
+                "effective_samples": effective_samples,
+            },
+        )

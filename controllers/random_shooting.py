@@ -1,0 +1,87 @@
+"""Random shooting: the best of uniformly sampled open-loop action sequences.
+
+Used as an MPC planner on a learned model by Nagabandi et al. (2018), "Neural Network Dynamics
+for Model-Based Deep Reinforcement Learning with Model-Free Fine-Tuning". Shapes: `H` horizon,
+`N` population, `du` action dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
+from controllers.sampling import checked_bounds, initial_mean
+
+
+@dataclass(frozen=True)
+class RandomShootingConfig:
+    """Settings of `RandomShooting`."""
+
+    #: Planning horizon H, in control steps.
+    horizon: int = 25
+    #: Action sequences sampled, N (the warm start, if any, replaces one of them).
+    population: int = 1000
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.population) < 1:
+            raise ValueError(f"horizon and population must be >= 1: {self}")
+
+
+class RandomShooting:
+    """The best of `N` sequences sampled uniformly inside the bounds, the warm start among them.
+
+    Args:
+        dynamics: what the sequences are scored on.
+        action_low, action_high: bounds `[du]`.
+        config: see `RandomShootingConfig`.
+        generator: the source of randomness; a fixed seed gives a fixed plan.
+    """
+
+    def __init__(
+        self,
+        dynamics: Dynamics | SequenceDynamics,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        config: RandomShootingConfig = RandomShootingConfig(),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.dynamics = dynamics
+        self.low, self.high = checked_bounds(action_low, action_high)
+        self.config = config
+        self.horizon = config.horizon
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def reset(self) -> None:
+        """Random shooting keeps nothing between calls."""
+
+    def plan(
+        self,
+        state: torch.Tensor,
+        warm_start: torch.Tensor | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Plan:
+        """Plan `[H, du]` actions from `state` `[dx]`; `warm_start` `[H, du]` is one candidate.
+
+        Sampling is one batch, so a `deadline` cannot shorten it: it is accepted and ignored.
+        If every rollout diverges, the warm start (else mid-range actions) comes back, with
+        `info["all_diverged"]` set.
+        """
+        cfg = self.config
+        fallback = initial_mean(self.low, self.high, cfg.horizon, warm_start)
+        unit = torch.rand(
+            (cfg.population, *fallback.shape), generator=self.generator, dtype=torch.float64
+        )
+        samples = self.low + (self.high - self.low) * unit
+        if warm_start is not None:
+            samples[0] = fallback
+        returns = sequence_returns(self.dynamics, state, samples)
+        best_return, best = torch.max(returns, dim=0)
+        all_diverged = not bool(torch.isfinite(best_return))
+        return Plan(
+            actions=fallback if all_diverged else samples[best],
+            expected_return=float(best_return),
+            info={"iterations": 1, "all_diverged": all_diverged},
+        )

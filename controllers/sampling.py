@@ -1,0 +1,87 @@
+"""Pieces shared by the sampling planners (random shooting, CEM, MPPI).
+
+Action bounds and warm starts are checked the same way everywhere; noise is white or colored
+(power-law) along the time axis; a deadline stops the iterations before one that would end
+late. Colored noise follows Pinneri et al. (2020), "Sample-efficient Cross-Entropy Method for
+Real-time Planning" (iCEM), who sample it as in Timmer and König (1995), "On generating power
+law noise". Shapes: `N` samples, `H` horizon, `du` action dimension.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def checked_bounds(
+    action_low: torch.Tensor, action_high: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bounds `[du]` as float64 tensors, after checking that they form a box."""
+    low = torch.as_tensor(action_low, dtype=torch.float64)
+    high = torch.as_tensor(action_high, dtype=torch.float64)
+    if low.shape != high.shape or low.ndim != 1:
+        raise ValueError(f"action bounds must both be [du], got {low.shape}, {high.shape}")
+    if not bool((low < high).all()):
+        raise ValueError(f"every action_low must be below action_high: {low}, {high}")
+    return low, high
+
+
+def initial_mean(
+    low: torch.Tensor, high: torch.Tensor, horizon: int, warm_start: torch.Tensor | None
+) -> torch.Tensor:
+    """Where sampling starts, `[H, du]`: the warm start clamped into bounds, else mid-range."""
+    shape = (horizon, low.shape[0])
+    if warm_start is None:
+        return ((low + high) / 2).expand(shape).clone()
+    if warm_start.shape != shape:
+        raise ValueError(f"warm_start has shape {tuple(warm_start.shape)}, expected {shape}")
+    return warm_start.to(torch.float64).clamp(low, high)
+
+
+def colored_noise(
+    shape: tuple[int, int, int],
+    beta: float,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Gaussian noise `[N, H, du]`, power spectrum along `H` proportional to `1 / f**beta`.
+
+    `beta = 0` is white noise, exactly `torch.randn(shape)`; iCEM uses 2 to 3 (red noise: slow,
+    smooth action sequences). Each sequence of each action dimension is a stationary Gaussian
+    process of variance 1 at every step, so a standard deviation scales it as it scales white
+    noise. The spectrum is drawn in the frequency domain (independent Gaussian real and
+    imaginary parts, amplitude `f**(-beta/2)`) and brought back by an inverse real FFT; the
+    zero frequency, which a power law cannot give, gets the lowest frequency's amplitude.
+    """
+    n, horizon, du = shape
+    if beta == 0.0:
+        return torch.randn(shape, generator=generator, dtype=dtype)
+    freqs = torch.fft.rfftfreq(horizon, dtype=dtype)  # [F], F = H // 2 + 1
+    freqs[0] = 1.0 / horizon
+    amplitude = freqs ** (-beta / 2)
+    # DC, and Nyquist for an even H, are real bins: they appear once in the two-sided spectrum,
+    # the others twice (as k and -k). Dividing by the two-sided mean power gives variance 1.
+    real_bin = torch.zeros_like(freqs, dtype=torch.bool)
+    real_bin[0] = True
+    if horizon % 2 == 0:
+        real_bin[-1] = True
+    multiplicity = torch.where(real_bin, 1.0, 2.0).to(dtype)
+    amplitude = amplitude / torch.sqrt((multiplicity * amplitude**2).sum() / horizon)
+    # A white unit-variance sequence has E|X_k|^2 = H per bin: all of it on the real part of
+    # a real bin, half on each part of a complex one.
+    real_std = amplitude * torch.sqrt(horizon / multiplicity)
+    imag_std = torch.where(real_bin, 0.0, real_std)
+    real = torch.randn((n, freqs.shape[0], du), generator=generator, dtype=dtype)
+    imag = torch.randn((n, freqs.shape[0], du), generator=generator, dtype=dtype)
+    spectrum = torch.complex(real * real_std[:, None], imag * imag_std[:, None])
+    return torch.fft.irfft(spectrum, n=horizon, dim=1)
+
+
+def next_iteration_ends_late(deadline: float | None, iteration_s: float) -> bool:
+    """Whether an iteration of `iteration_s` seconds, started now, would end past `deadline`.
+
+    `deadline` is a `time.perf_counter()` time in seconds; `None` means no deadline. The
+    planners pass their slowest iteration so far: a cautious guess of the next one's length.
+    """
+    return deadline is not None and time.perf_counter() + iteration_s > deadline
