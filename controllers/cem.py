@@ -29,7 +29,7 @@ import torch
 
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
 from controllers.sampling import (
-    checked_bounds,
+    SamplingPlanner,
     colored_noise,
     initial_mean,
     next_iteration_ends_late,
@@ -89,7 +89,7 @@ class CEMConfig:
         return max(self.elites, int(self.population / self.population_decay**iteration))
 
 
-class CEM:
+class CEM(SamplingPlanner):
     """Cross-entropy method over open-loop action sequences, actions kept inside bounds.
 
     The only thing kept between calls is, with `keep_elites_fraction > 0`, the last replan's
@@ -111,11 +111,8 @@ class CEM:
         config: CEMConfig = CEMConfig(),
         generator: torch.Generator | None = None,
     ) -> None:
-        self.dynamics = dynamics
-        self.low, self.high = checked_bounds(action_low, action_high)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
         self.config = config
-        self.horizon = config.horizon
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         # (plan returned, its last iteration's kept elites [k, H, du]) of the previous call.
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
 

@@ -26,7 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
-from controllers.sampling import checked_bounds, initial_mean, next_iteration_ends_late
+from controllers.sampling import (
+    SamplingPlanner,
+    initial_mean,
+    next_iteration_ends_late,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def path_integral_weights(returns: torch.Tensor, temperature: float) -> torch.Te
     return unnormalised / unnormalised.sum()
 
 
-class MPPI:
+class MPPI(SamplingPlanner):
     """MPPI over open-loop action sequences, actions kept inside bounds.
 
     Args:
@@ -84,11 +88,8 @@ class MPPI:
         config: MPPIConfig = MPPIConfig(),
         generator: torch.Generator | None = None,
     ) -> None:
-        self.dynamics = dynamics
-        self.low, self.high = checked_bounds(action_low, action_high)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
         self.config = config
-        self.horizon = config.horizon
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def reset(self) -> None:
         """MPPI keeps nothing between calls; warm starts come in through `plan`."""

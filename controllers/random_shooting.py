@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
-from controllers.sampling import checked_bounds, initial_mean
+from controllers.sampling import (
+    SamplingPlanner,
+    initial_mean,
+)
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class RandomShootingConfig:
             raise ValueError(f"horizon and population must be >= 1: {self}")
 
 
-class RandomShooting:
+class RandomShooting(SamplingPlanner):
     """The best of `N` sequences sampled uniformly inside the bounds, the warm start among them.
 
     Args:
@@ -47,11 +50,8 @@ class RandomShooting:
         config: RandomShootingConfig = RandomShootingConfig(),
         generator: torch.Generator | None = None,
     ) -> None:
-        self.dynamics = dynamics
-        self.low, self.high = checked_bounds(action_low, action_high)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
         self.config = config
-        self.horizon = config.horizon
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def reset(self) -> None:
         """Random shooting keeps nothing between calls."""

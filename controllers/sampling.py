@@ -13,6 +13,26 @@ import time
 
 import torch
 
+from controllers.protocols import Dynamics, SequenceDynamics
+
+
+class SamplingPlanner:
+    """What every sampling planner holds: the dynamics, the box bounds, the horizon and the
+    generator (a fixed seed gives a fixed plan; seed 0 when none is given)."""
+
+    def __init__(
+        self,
+        dynamics: Dynamics | SequenceDynamics,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        horizon: int,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.dynamics = dynamics
+        self.low, self.high = checked_bounds(action_low, action_high)
+        self.horizon = horizon
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
 
 def checked_bounds(
     action_low: torch.Tensor, action_high: torch.Tensor
