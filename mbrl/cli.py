@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 DESCRIPTION = """\
 Model-based reinforcement learning for robot control: learned dynamics models, optimal-control
@@ -72,16 +73,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = load_config(PETSConfig, run_dir / "config.json")
         print(f"resuming {run_dir}")
     else:
-        base = PETSConfig()
-        config = dataclasses.replace(
-            base, env_id=args.env, episodes=args.episodes, action_repeat=args.action_repeat,
-            seed=args.seed, particles=args.particles,
-            planner=dataclasses.replace(
-                base.planner, horizon=args.horizon, population=args.population,
-                elites=max(1, args.population // 10),
-            ),
-        )
-        run_dir = new_run_dir(args.out, f"pets-{args.env}")
+        config = load_config(PETSConfig, args.config) if args.config else PETSConfig()
+        config = _override(config, args)
+        run_dir = new_run_dir(args.out, f"pets-{config.env_id}")
         print(f"run directory: {run_dir}")
     rows = train_pets(
         config, run_dir, resume=bool(args.resume),
@@ -92,6 +86,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}")
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
     return 0
+
+
+def _override(config: Any, args: argparse.Namespace) -> Any:
+    """`config` with the options given on the command line put in."""
+    top = {
+        name: getattr(args, name)
+        for name in ("env_id", "episodes", "action_repeat", "seed", "particles")
+        if getattr(args, name) is not None
+    }
+    planner = {
+        name: getattr(args, name) for name in ("horizon", "population")
+        if getattr(args, name) is not None
+    }
+    if args.population is not None:
+        planner["elites"] = max(1, args.population // 10)
+    return dataclasses.replace(
+        config, **top, planner=dataclasses.replace(config.planner, **planner)
+    )
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -159,18 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument("algorithm", choices=["pets"], help="the algorithm")
-    train.add_argument("--env", default=pets_defaults.env_id, help="env id, see `mbrl envs`")
-    train.add_argument("--episodes", type=_positive, default=pets_defaults.episodes,
-                       help="episodes in all, the first one random")
-    train.add_argument("--action-repeat", type=_positive, default=pets_defaults.action_repeat,
-                       help="simulator steps per control step")
-    train.add_argument("--horizon", type=_positive, default=pets_defaults.planner.horizon,
-                       help="planning horizon in control steps")
-    train.add_argument("--population", type=_positive, default=pets_defaults.planner.population,
-                       help="CEM samples per iteration")
-    train.add_argument("--particles", type=_positive, default=pets_defaults.particles,
-                       help="particles per candidate (a multiple of the ensemble size)")
-    train.add_argument("--seed", type=int, default=pets_defaults.seed, help="run seed")
+    train.add_argument("--config", metavar="FILE",
+                       help="a PETS config (JSON, as a run's config.json); the options below "
+                       "override it (default: the built-in PETS settings)")
+    train.add_argument("--env", dest="env_id",
+                       help=f"env id, see `mbrl envs` (default: {pets_defaults.env_id})")
+    train.add_argument("--episodes", type=_positive,
+                       help=f"episodes in all, the first one random "
+                       f"(default: {pets_defaults.episodes})")
+    train.add_argument("--action-repeat", type=_positive,
+                       help=f"simulator steps per control step "
+                       f"(default: {pets_defaults.action_repeat})")
+    train.add_argument("--horizon", type=_positive,
+                       help=f"planning horizon in control steps "
+                       f"(default: {pets_defaults.planner.horizon})")
+    train.add_argument("--population", type=_positive,
+                       help=f"CEM samples per iteration; elites are a tenth "
+                       f"(default: {pets_defaults.planner.population})")
+    train.add_argument("--particles", type=_positive,
+                       help=f"particles per candidate, a multiple of the ensemble size "
+                       f"(default: {pets_defaults.particles})")
+    train.add_argument("--seed", type=int, help=f"run seed (default: {pets_defaults.seed})")
     train.add_argument("--out", default="runs", help="folder for run directories")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue this run directory (its config.json wins)")

@@ -33,6 +33,10 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor, bool], torch.Tensor]] = {
     "tanh": lambda x, inplace: x.tanh_() if inplace else x.tanh(),
 }
 
+#: Floats in one hidden activation block of `_mlp_blocked` (E x rows x width): 1 MiB, which
+#: stays in a server core's L2 cache from one layer to the next (2**17 to 2**19 time the same).
+_BLOCK_FLOATS = 2**18
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -255,6 +259,7 @@ class EnsembleDynamics(nn.Module):
         self._activation = ACTIVATIONS[config.activation]
         E, width = config.ensemble_size, config.hidden_size
         out = 2 * obs_dim if config.probabilistic else obs_dim
+        self.output_size = out  # of the last layer: mean, and log-variance if probabilistic
         sizes = [obs_dim + act_dim] + [width] * config.hidden_layers + [out]
         self.layers = nn.ModuleList(
             EnsembleLinear(E, n_in, n_out, generator) for n_in, n_out in itertools.pairwise(sizes)
@@ -299,16 +304,41 @@ class EnsembleDynamics(nn.Module):
         x = self.input_normalizer.normalize(self._inputs(obs, act, n_members))
         if x.ndim == 2:
             x = x.expand(n_members, -1, -1)
-        inplace = not torch.is_grad_enabled()
-        for layer in self.layers[:-1]:
-            x = self._activation(layer(x, members), inplace)
-        out = self.layers[-1](x, members)
+        if torch.is_grad_enabled():
+            out = self._mlp(x, members, inplace=False)
+        else:
+            out = self._mlp_blocked(x, members)
         if self.max_log_var is None or self.min_log_var is None:
             return out, None
         mean, raw = out[..., : self.obs_dim], out[..., self.obs_dim :]
         log_var = self.max_log_var - F.softplus(self.max_log_var - raw)
         log_var = self.min_log_var + F.softplus(log_var - self.min_log_var)
         return mean, log_var
+
+    def _mlp(
+        self, x: torch.Tensor, members: torch.Tensor | None, inplace: bool
+    ) -> torch.Tensor:
+        """The layers on normalised inputs, `[E, B, do + du] -> [E, B, out]`."""
+        *hidden, output = self.layers
+        for layer in hidden:
+            x = self._activation(layer(x, members), inplace)
+        return output(x, members)
+
+    def _mlp_blocked(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+        """`_mlp` without gradients, a block of rows at a time through all the layers.
+
+        A planner's batch (thousands of particles) makes each hidden activation several MB,
+        more than the core's cache; a block small enough that its activations stay in cache
+        between one layer and the next makes both the matmuls and the activation faster
+        (about 1.15x on the PETS-sized model, see `benchmarks/planning_speed.py`).
+        """
+        rows = max(16, _BLOCK_FLOATS // (x.shape[0] * self.config.hidden_size))
+        if x.shape[1] <= 2 * rows:
+            return self._mlp(x, members, inplace=True)
+        out = x.new_empty((*x.shape[:2], self.output_size))
+        for start in range(0, x.shape[1], rows):
+            out[:, start : start + rows] = self._mlp(x[:, start : start + rows], members, True)
+        return out
 
     def predict(
         self, obs: torch.Tensor, act: torch.Tensor, *, elites_only: bool = False

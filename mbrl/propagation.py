@@ -74,6 +74,8 @@ class ModelDynamics:
             trajectory-sampling modes, and 1 for `EXPECTATION`.
         propagation: see `Propagation`.
         generator: the source of member draws and Gaussian samples.
+        dtype: the precision particles are propagated and scored in (the model's); returns
+            are given in the dtype of the candidate actions.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class ModelDynamics:
         particles: int = 20,
         propagation: Propagation = Propagation.TS_INFINITY,
         generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         members = model.num_members
         if propagation is Propagation.EXPECTATION and particles != 1:
@@ -99,6 +102,7 @@ class ModelDynamics:
         self.particles = particles
         self.propagation = propagation
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.dtype = dtype
 
     @torch.no_grad()
     def sequence_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -109,24 +113,38 @@ class ModelDynamics:
         """
         n, horizon, _ = actions.shape
         members, p = self.model.num_members, self.particles
-        dtype = actions.dtype
+        dtype = self.dtype
         obs = state.to(dtype).expand(p * n, -1)
+        particle_actions = actions.to(dtype).repeat(p, 1, 1)  # [P*N, H, du], particle-major
         returns = torch.zeros(p * n, dtype=dtype, device=actions.device)
         alive = torch.ones(p * n, dtype=dtype, device=actions.device)
+        noise: torch.Tensor | None = None  # [H, P*N, do], drawn at once when first needed
         for t in range(horizon):
-            act = actions[:, t].repeat(p, 1)  # [P*N, du], particle-major
-            next_obs = self._propagate(obs, act, members)
+            act = particle_actions[:, t]
+            prediction, order = self._predict(obs, act, members)
+            next_obs = prediction.mean
+            if prediction.var is not None and self.propagation is not Propagation.EXPECTATION:
+                if noise is None:
+                    noise = torch.randn(
+                        (horizon, *next_obs.shape), generator=self.generator,
+                        dtype=next_obs.dtype, device=next_obs.device,
+                    )
+                next_obs = torch.addcmul(next_obs, prediction.var.sqrt(), noise[t])
+            next_obs = self._particle_major(next_obs, obs.shape, order)
             returns = returns + alive * self.task.reward(obs, act, next_obs).to(dtype)
             alive = alive * (~self.task.terminated(obs, act, next_obs)).to(dtype)
             obs = next_obs
-        return returns.reshape(p, n).mean(dim=0)
+        return returns.reshape(p, n).mean(dim=0).to(actions.dtype)
 
-    def _propagate(self, obs: torch.Tensor, act: torch.Tensor, members: int) -> torch.Tensor:
-        """Next observations `[P*N, do]` of particles `[P*N, do]` under actions `[P*N, du]`."""
+    def _predict(
+        self, obs: torch.Tensor, act: torch.Tensor, members: int
+    ) -> tuple[EnsemblePrediction, torch.Tensor | None]:
+        """The members' predictions for particles `[P*N, do]` under actions `[P*N, du]`, as
+        `[E, P*N/E, do]` (`[E, P*N, do]` for `EXPECTATION`), and the particle order they are in
+        (None: particle-major, as given)."""
         if self.propagation is Propagation.EXPECTATION:
             shape = (members, *obs.shape)
-            prediction = self.model.predict(obs.expand(shape), act.expand(members, *act.shape))
-            return prediction.mean.mean(dim=0).to(obs.dtype)
+            return self.model.predict(obs.expand(shape), act.expand(members, *act.shape)), None
         order = None
         if self.propagation is Propagation.TS1:  # a fresh member for every particle
             order = torch.randperm(obs.shape[0], generator=self.generator, device=obs.device)
@@ -134,14 +152,15 @@ class ModelDynamics:
         prediction = self.model.predict(
             obs.reshape(members, -1, obs.shape[-1]), act.reshape(members, -1, act.shape[-1])
         )
-        next_obs = prediction.mean
-        if prediction.var is not None:
-            noise = torch.randn(
-                next_obs.shape, generator=self.generator, dtype=next_obs.dtype,
-                device=next_obs.device,
-            )
-            next_obs = next_obs + prediction.var.sqrt() * noise
-        next_obs = next_obs.reshape(obs.shape).to(obs.dtype)
+        return prediction, order
+
+    def _particle_major(
+        self, next_obs: torch.Tensor, shape: torch.Size, order: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Sampled next observations back to particles `[P*N, do]` in particle-major order."""
+        if self.propagation is Propagation.EXPECTATION:
+            return next_obs.mean(dim=0).to(self.dtype)
+        next_obs = next_obs.reshape(shape).to(self.dtype)
         if order is not None:
             next_obs = next_obs[torch.argsort(order)]
         return next_obs

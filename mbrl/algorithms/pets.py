@@ -78,6 +78,8 @@ class PETSConfig:
             horizon=15, population=350, elites=35, iterations=5, momentum=0.1
         )
     )
+    #: Receding horizon: replanning period, warm start and the per-replan time budget.
+    mpc: MPCConfig = field(default_factory=MPCConfig)
 
     def __post_init__(self) -> None:
         envs.spec(self.env_id)
@@ -174,10 +176,10 @@ def _random_policy(task: envs.Task, rng: np.random.Generator) -> Policy:
     return lambda obs: rng.uniform(task.action_low, task.action_high)
 
 
-def planning_policy(
+def planning_controller(
     model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
-) -> Policy:
-    """MPC with CEM through the ensemble, as a function of the observation."""
+) -> MPC:
+    """MPC with CEM through the ensemble (TS particles, the task's reward), as `config` says."""
     dynamics = ModelDynamics(
         model, task, config.particles, Propagation(config.propagation), generator
     )
@@ -188,7 +190,14 @@ def planning_policy(
         config.planner,
         generator,
     )
-    controller = MPC(planner, MPCConfig())
+    return MPC(planner, config.mpc)
+
+
+def planning_policy(
+    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
+) -> Policy:
+    """`planning_controller` as a function of the observation (numpy in, numpy out)."""
+    controller = planning_controller(model, task, config, generator)
     return lambda obs: controller.act(torch.from_numpy(obs).float()).numpy()
 
 

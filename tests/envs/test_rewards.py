@@ -10,6 +10,7 @@ import torch
 from dm_control.utils import rewards as dm_rewards
 
 from envs.rewards import SIGMOIDS, tolerance
+from envs.tasks import CartpoleSwingupTask
 
 X = np.linspace(-4.0, 4.0, 161)
 
@@ -44,3 +45,17 @@ def test_bad_arguments_are_refused() -> None:
         tolerance(x, margin=-1.0)
     with pytest.raises(ValueError, match="unknown sigmoid 'step'"):
         tolerance(x + 1, margin=1.0, sigmoid="step")
+
+
+def test_the_written_out_cartpole_reward_is_dm_controls_composition_of_tolerances() -> None:
+    generator = torch.Generator().manual_seed(0)
+    obs = 3 * torch.randn(1000, 5, generator=generator, dtype=torch.float64)
+    next_obs = 3 * torch.randn(1000, 5, generator=generator, dtype=torch.float64)
+    act = 1.5 * torch.randn(1000, 1, generator=generator, dtype=torch.float64)  # some |a| > 1
+    upright = (next_obs[:, 1] + 1) / 2
+    centered = (1 + tolerance(next_obs[:, 0], margin=2)) / 2
+    small_control = (4 + tolerance(act[:, 0], margin=1, value_at_margin=0, sigmoid="quadratic")) / 5
+    small_velocity = (1 + tolerance(next_obs[:, 4], margin=5)) / 2
+    expected = upright * centered * small_control * small_velocity
+    ours = CartpoleSwingupTask().reward(obs, act, next_obs)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)

@@ -14,6 +14,7 @@ from typing import IO, Any
 import pytest
 import torch
 
+import mbrl.models
 from mbrl.checkpoint import load_checkpoint, load_model, save_model
 from mbrl.models import (
     DynamicsModel,
@@ -182,6 +183,22 @@ def test_the_ensemble_is_a_dynamics_model_with_bounded_log_variance() -> None:
         _, log_var = model(1e4 * torch.randn(50, 2), 1e4 * torch.randn(50, 1))
     assert log_var is not None
     assert float(log_var.max()) <= 0.5 + 1e-3 and float(log_var.min()) >= -10.0 - 1e-3
+
+
+@pytest.mark.parametrize("member_wise", [False, True])
+def test_planning_without_gradients_gives_the_training_forward_pass(member_wise: bool) -> None:
+    """Large no-grad batches go through the layers a block of rows at a time, for speed; the
+    numbers must be those of the whole-batch pass that training uses."""
+    model = EnsembleDynamics(2, 1, small_config(probabilistic=True))
+    rows = 3 * mbrl.models._BLOCK_FLOATS // (model.num_members * model.config.hidden_size) + 7
+    shape = (model.num_members, rows) if member_wise else (rows,)
+    obs, act = torch.randn(*shape, 2), torch.randn(*shape, 1)
+    with torch.no_grad():
+        blocked_mean, blocked_log_var = model(obs, act)
+    whole_mean, whole_log_var = model(obs, act)
+    assert blocked_log_var is not None and whole_log_var is not None
+    torch.testing.assert_close(blocked_mean, whole_mean.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(blocked_log_var, whole_log_var.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_gradients_flow_through_predictions_and_float64_inputs_are_accepted() -> None:

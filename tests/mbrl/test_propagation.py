@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from mbrl.propagation import ModelDynamics, Propagation
+from mbrl.propagation import EnsemblePrediction, ModelDynamics, Propagation
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,12 @@ class IdentifiedDynamics(ModelDynamics):
         self._ids = torch.arange(self.particles * n, dtype=actions.dtype)
         return super().sequence_returns(state, actions)
 
-    def _propagate(self, obs: torch.Tensor, act: torch.Tensor, members: int) -> torch.Tensor:
+    def _predict(
+        self, obs: torch.Tensor, act: torch.Tensor, members: int
+    ) -> tuple[EnsemblePrediction, torch.Tensor | None]:
         obs = obs.clone()
         obs[:, 1] = self._ids
-        return super()._propagate(obs, act, members)
+        return super()._predict(obs, act, members)
 
 
 def ones(candidates: int, horizon: int) -> torch.Tensor:
