@@ -55,7 +55,7 @@ def main() -> None:
         started = time.perf_counter()
         run_dir = args.runs / f"{config.env_id.replace('/', '-')}-seed{seed}"
         rows = train_pets(seed_config, run_dir, resume=True)
-        seeds[str(seed)] = {"metrics": rows, "wall_s": time.perf_counter() - started}
+        seeds[str(seed)] = {"metrics": rows, "wall_s_this_call": time.perf_counter() - started}
         print(f"seed {seed}: returns {[round(r['return'], 1) for r in rows]}", flush=True)
 
     env_name = config.env_id.replace("/", "_")

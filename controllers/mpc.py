@@ -30,10 +30,17 @@ class MPCConfig:
     warm_start: bool = True
     #: Wall-clock budget of one replan, in milliseconds (None: unlimited); see `MPC`.
     time_budget_ms: float | None = None
+    #: Control steps per plan step: each planned action is held this long, so the planner's
+    #: model may step coarser than the controller acts (replanning stays every
+    #: `replan_every` control steps; move blocking, Cagienard et al. 2007).
+    plan_step: int = 1
 
     def __post_init__(self) -> None:
-        if self.replan_every < 1:
-            raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
+        if self.replan_every < 1 or self.plan_step < 1:
+            raise ValueError(
+                f"replan_every and plan_step must be >= 1, got {self.replan_every} and "
+                f"{self.plan_step}"
+            )
         if self.time_budget_ms is not None and not self.time_budget_ms > 0.0:
             raise ValueError(f"time_budget_ms must be > 0, got {self.time_budget_ms}")
 
@@ -69,9 +76,10 @@ class MPC:
     """
 
     def __init__(self, planner: Planner, config: MPCConfig = MPCConfig()) -> None:
-        if config.replan_every > planner.horizon:
+        if config.replan_every > planner.horizon * config.plan_step:
             raise ValueError(
-                f"replan_every ({config.replan_every}) exceeds the horizon ({planner.horizon})"
+                f"replan_every ({config.replan_every}) exceeds the horizon ({planner.horizon} "
+                f"plan steps of {config.plan_step} control steps)"
             )
         self.planner = planner
         self.config = config
@@ -91,7 +99,7 @@ class MPC:
         if self.last_plan is None or self._steps_since_plan >= self.config.replan_every:
             self.last_plan = self._replan(torch.as_tensor(obs, dtype=torch.float64))
             self._steps_since_plan = 0
-        action = self.last_plan.actions[self._steps_since_plan]
+        action = self.last_plan.actions[self._steps_since_plan // self.config.plan_step]
         self._steps_since_plan += 1
         return action
 
@@ -122,10 +130,11 @@ class MPC:
         )
 
     def _shifted_plan(self) -> torch.Tensor | None:
-        """The stored plan moved forward by the steps played, its last action repeated."""
+        """The stored plan moved forward by the whole plan steps played, its last action
+        repeated."""
         if self.last_plan is None:
             return None
-        played = self._steps_since_plan
+        played = self._steps_since_plan // self.config.plan_step
         actions = self.last_plan.actions
         tail = actions[-1:].expand(played, -1)
         return torch.cat([actions[played:], tail])

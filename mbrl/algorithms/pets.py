@@ -23,7 +23,7 @@ import csv
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -297,8 +297,8 @@ def _restore(
     run_dir: Path, config: PETSConfig, rng: np.random.Generator, generator: torch.Generator
 ) -> tuple[int, ReplayBuffer, EnsembleDynamics, list[dict[str, float]]]:
     """The state after the last completed episode; files written after it are cut back."""
-    saved = json.loads((run_dir / "config.json").read_text())
-    if saved != json.loads(json.dumps(asdict(config))):
+    # As dataclasses, so that a setting added since the run began compares at its default.
+    if load_config(PETSConfig, run_dir / "config.json") != config:
         raise ValueError(f"{run_dir}: resuming with a config that differs from config.json")
     progress = json.loads((run_dir / PROGRESS).read_text())
     done, buffer_len = int(progress["episodes_done"]), int(progress["buffer_len"])

@@ -109,6 +109,34 @@ def test_mpc_replans_on_schedule_and_warm_starts_with_the_shifted_plan() -> None
     assert seen[-1] is None, "no plan may leak into a new episode"
 
 
+def test_a_coarse_plan_step_holds_each_planned_action_and_shifts_by_whole_plan_steps() -> None:
+    """plan_step=3: the plan's actions are 3 control steps long; replanning every 4 control
+    steps has played one whole plan step (and a third of the next), so the warm start moves
+    by one."""
+    goal = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    planner = CEM(PointMass(goal), LOW, HIGH, CEMConfig(horizon=4, population=20, elites=4,
+                                                       iterations=1))
+    seen: list[torch.Tensor | None] = []
+    original = planner.plan
+
+    def recording_plan(state: torch.Tensor, warm_start: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
+        seen.append(warm_start)
+        return original(state, warm_start)
+
+    planner.plan = recording_plan  # type: ignore[method-assign]
+    mpc = MPC(planner, MPCConfig(replan_every=4, plan_step=3))
+    played = [mpc.act(torch.zeros(2)) for _ in range(4)]
+    assert mpc.last_plan is not None
+    stored = mpc.last_plan.actions.clone()
+    for step, action in enumerate(played):
+        assert torch.equal(action, stored[step // 3])
+    mpc.act(torch.zeros(2))
+    assert len(seen) == 2 and seen[1] is not None
+    assert torch.equal(seen[1], torch.cat([stored[1:], stored[-1:]]))
+    with pytest.raises(ValueError, match="exceeds the horizon"):
+        MPC(planner, MPCConfig(replan_every=13, plan_step=3))
+
+
 def test_mpc_refuses_replanning_less_often_than_the_horizon() -> None:
     planner = CEM(PointMass(torch.zeros(2)), LOW, HIGH, CEMConfig(horizon=3))
     with pytest.raises(ValueError, match="exceeds the horizon"):

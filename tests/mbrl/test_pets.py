@@ -13,6 +13,7 @@ import pytest
 from controllers import CEMConfig
 from mbrl.algorithms.pets import PETSConfig, evaluate_pets, train_pets
 from mbrl.cli import main
+from mbrl.config import load as load_config
 from mbrl.data import ReplayBuffer
 from mbrl.models import EnsembleConfig
 from mbrl.training import TrainConfig
@@ -125,3 +126,28 @@ def test_cli_resume_continues_a_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", "pets", "--resume", str(tmp_path)]) == 0
     assert "resuming" in capsys.readouterr().out
     assert len(read_metrics(tmp_path)) == 3
+
+
+def test_train_reads_a_config_file_and_command_line_options_override_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(TINY)))
+    runs = tmp_path / "runs"
+    argv = ["train", "pets", "--config", str(config_file), "--episodes", "2", "--out", str(runs)]
+    assert main(argv) == 0
+    (run_dir,) = runs.iterdir()
+    written = load_config(PETSConfig, run_dir / "config.json")
+    assert written == dataclasses.replace(TINY, episodes=2)
+    assert len(read_metrics(run_dir)) == 2
+
+
+def test_a_run_begun_before_a_setting_existed_resumes_with_it_at_its_default(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KilledError):
+        train_pets(TINY, tmp_path, progress=killed_after(1))  # type: ignore[arg-type]
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["mpc"]  # as written before PETSConfig had MPC settings
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert len(train_pets(TINY, tmp_path, resume=True)) == TINY.episodes
