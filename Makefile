@@ -16,7 +16,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/mbrl plan --env mujoco/cartpole-swingup --out runs
+	$(BIN)/mbrl train pets --config configs/pets_quick.json --out runs
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check envs controllers mbrl sim2real tests benchmarks
@@ -31,6 +31,7 @@ test-slow: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.env_throughput
+	$(BIN)/python -m benchmarks.planning_speed
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -151,3 +151,20 @@ def test_a_run_begun_before_a_setting_existed_resumes_with_it_at_its_default(
     del saved["mpc"]  # as written before PETSConfig had MPC settings
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert len(train_pets(TINY, tmp_path, resume=True)) == TINY.episodes
+
+
+def test_pets_learns_to_swing_the_cart_pole_up_within_five_episodes(tmp_path: Path) -> None:
+    """Known answer (Chua et al. 2018): on dm_control's cart-pole swing-up, uniformly random
+    actions score about 125 per 1000 steps; after four model-based episodes (5000 steps),
+    PETS with a small CEM budget swings the pole up and holds it for most of the episode.
+    Measured with this seed: 126, 235, 230, 577, 689 (seed 1: 55, 152, 223, 419, 539)."""
+    config = PETSConfig(
+        env_id="dmc/cartpole-swingup", action_repeat=8, episodes=5, random_episodes=1, seed=0,
+        particles=5,
+        model=EnsembleConfig(hidden_layers=3, weight_decay=5e-5),
+        train=TrainConfig(batch_size=32, max_epochs=50, patience=10),
+        planner=CEMConfig(horizon=15, population=60, elites=6, iterations=2),
+    )
+    returns = [row["return"] for row in train_pets(config, tmp_path)]
+    assert returns[-1] >= 400.0, returns
+    assert returns[-1] >= 3 * returns[0], returns
