@@ -168,3 +168,11 @@ def test_pets_learns_to_swing_the_cart_pole_up_within_five_episodes(tmp_path: Pa
     returns = [row["return"] for row in train_pets(config, tmp_path)]
     assert returns[-1] >= 400.0, returns
     assert returns[-1] >= 3 * returns[0], returns
+
+
+def test_same_seed_same_run_and_another_seed_another_run(tmp_path: Path) -> None:
+    first = train_pets(TINY, tmp_path / "first")
+    again = train_pets(TINY, tmp_path / "again")
+    other = train_pets(dataclasses.replace(TINY, seed=4), tmp_path / "other")
+    assert without_timing(first) == without_timing(again)
+    assert [r["return"] for r in other] != [r["return"] for r in first]
