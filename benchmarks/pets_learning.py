@@ -29,6 +29,8 @@ from mbrl.algorithms.pets import PETSConfig, train_pets
 from mbrl.config import load as load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+#: Target mean return over seeds, and the env steps it must be reached within.
+TARGETS = {"dmc/cartpole-swingup": (800.0, 20_000)}
 
 
 def main() -> None:
@@ -65,14 +67,43 @@ def main() -> None:
         "config": dataclasses.asdict(config) | {"seed": args.seeds},
         "config_file": str(args.config),
         "seeds": seeds,
-        "final_mean_return": float(np.mean([s["metrics"][-1]["return"] for s in seeds.values()])),
+        "summary": summarise(seeds, TARGETS.get(config.env_id)),
     }
+    print(json.dumps(payload["summary"], indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    plot(seeds, config.env_id, args.out / f"{name}.png")
+    title = f"{config.env_id}, action repeat {config.action_repeat}"
+    plot(seeds, title, TARGETS.get(config.env_id), args.out / f"{name}.png")
 
 
-def plot(seeds: dict[str, Any], env_id: str, path: Path) -> None:
+def summarise(seeds: dict[str, Any], target: tuple[float, int] | None) -> dict[str, Any]:
+    """The mean curve over seeds (seeds share their episodes' env steps), its first crossing of
+    the target return, and the final returns."""
+    curves = np.array([[r["return"] for r in s["metrics"]] for s in seeds.values()])
+    steps = [r["env_steps"] for r in next(iter(seeds.values()))["metrics"]]
+    mean = curves.mean(axis=0)
+    summary: dict[str, Any] = {
+        "env_steps": steps,
+        "mean_return": mean.tolist(),
+        "final_returns": curves[:, -1].tolist(),
+        "final_mean_return": float(mean[-1]),
+        "best_mean_return": float(mean.max()),
+    }
+    if target is not None:
+        goal, budget = target
+        reached = [step for step, value in zip(steps, mean, strict=True) if value >= goal]
+        summary |= {
+            "target_return": goal,
+            "target_env_steps": budget,
+            "mean_first_reaches_target_at_env_steps": reached[0] if reached else None,
+            "met": bool(reached) and reached[0] <= budget,
+        }
+    return summary
+
+
+def plot(
+    seeds: dict[str, Any], title: str, target: tuple[float, int] | None, path: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     curves = []
     for seed, result in seeds.items():
@@ -82,9 +113,11 @@ def plot(seeds: dict[str, Any], env_id: str, path: Path) -> None:
         ax.plot(steps, returns, alpha=0.5, marker=".", label=f"seed {seed}")
     if len(curves) > 1:
         ax.plot(steps, np.mean(curves, axis=0), color="black", lw=2, label="mean")
+    if target is not None:
+        ax.axhline(target[0], color="red", ls="--", lw=1, label=f"target {target[0]:.0f}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
-    ax.set_title(f"PETS (CEM) on {env_id}")
+    ax.set_title(f"PETS (CEM) on {title}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
