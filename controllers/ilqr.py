@@ -1,0 +1,296 @@
+"""iLQR and DDP: trajectory optimisation by repeated local LQR around the current trajectory.
+
+Problem (horizon `H`, states `[dx]`, controls `[du]`):
+
+    minimise  sum_{t<H} cost(x_t, u_t, t) + final_cost(x_H)   s.t.  x_{t+1} = dynamics(x_t, u_t)
+
+Each iteration linearises the dynamics and quadratises the cost along the current trajectory
+(derivatives by `torch.func`, vmapped over the horizon), runs the backward pass for an affine
+correction `du_t = k_t + K_t dx_t`, and rolls it out on the true dynamics with a backtracking
+line search on the true cost (Li & Todorov 2004, "Iterative linear quadratic regulator design
+for nonlinear biological movement systems"). DDP adds the dynamics' second-order terms
+`V_x . f_xx` to the backward pass (Mayne 1966; Tassa, Erez & Todorov 2012, "Synthesis and
+stabilization of complex behaviors through online trajectory optimization", whose
+Levenberg-Marquardt schedule on `V_xx` this follows: `mu` grows by a factor that itself grows
+while steps fail and shrinks back after successes).
+
+Stopping rules, checked after every iteration and reported in `ILQRResult.stop_reason`:
+
+- `"converged"`: an accepted step lowered the cost by less than `cost_tolerance` (relative);
+- `"small_step"`: the feedforward step is below `step_tolerance` relative to the controls;
+- `"regularisation_exhausted"`: `mu` passed `mu_max` (no descent step could be found);
+- `"max_iterations"`.
+
+A forward pass whose cost is NaN, infinite or not lower than the current one is rejected by
+the line search, so the returned trajectory is always the best finite one found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.func import hessian, jacfwd, jacrev, vmap
+
+#: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func.
+DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`.
+CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+FinalCostFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ILQRConfig:
+    """Settings of `ilqr`."""
+
+    #: Iterations (backward and forward pass) at most.
+    max_iterations: int = 100
+    #: Stop when an accepted step lowers the cost by less than this fraction of it.
+    cost_tolerance: float = 1e-7
+    #: Stop when max_t |k_t| / (max_t |u_t| + 1) falls below this.
+    step_tolerance: float = 1e-6
+    #: Include the dynamics' second derivatives (DDP) rather than drop them (iLQR).
+    second_order: bool = False
+    #: Initial regularisation mu, added as mu I to V_xx' in Q_uu and Q_ux.
+    mu_init: float = 1e-6
+    #: mu below this is taken as 0.
+    mu_min: float = 1e-6
+    #: Give up when mu must exceed this.
+    mu_max: float = 1e10
+    #: Base factor of mu's schedule (Tassa et al. 2012 use 1.6).
+    mu_factor: float = 1.6
+    #: Line-search step sizes, tried in order.
+    alphas: tuple[float, ...] = field(
+        default_factory=lambda: tuple(10.0 ** (-0.5 * i) for i in range(11))
+    )
+    #: Accept a step whose actual decrease is at least this fraction of the predicted one.
+    min_decrease_ratio: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if not 0 < self.mu_min <= self.mu_max or self.mu_init < 0 or self.mu_factor <= 1:
+            raise ValueError(
+                "need 0 < mu_min <= mu_max, mu_init >= 0 and mu_factor > 1, got "
+                f"{self.mu_min}, {self.mu_max}, {self.mu_init}, {self.mu_factor}"
+            )
+        if not self.alphas or any(not 0 < a <= 1 for a in self.alphas):
+            raise ValueError(f"alphas must be in (0, 1], got {self.alphas}")
+
+
+@dataclass(frozen=True)
+class ILQRResult:
+    """What `ilqr` returns."""
+
+    #: Optimised states `[H+1, dx]` (`states[0]` is `x0`).
+    states: torch.Tensor
+    #: Optimised controls `[H, du]`.
+    controls: torch.Tensor
+    #: Feedback gains K `[H, du, dx]` of the last backward pass, for use between replans.
+    gains: torch.Tensor
+    #: Total cost of the returned trajectory.
+    cost: float
+    #: Cost after each iteration, the initial trajectory's first.
+    cost_history: list[float]
+    #: Iterations run.
+    iterations: int
+    #: Which stopping rule ended the run (see the module docstring).
+    stop_reason: str
+    #: The regularisation mu at the end.
+    mu: float
+
+
+def ilqr(
+    dynamics: DynamicsFn,
+    cost: CostFn,
+    final_cost: FinalCostFn,
+    x0: torch.Tensor,
+    controls: torch.Tensor,
+    config: ILQRConfig = ILQRConfig(),
+) -> ILQRResult:
+    """Optimise `controls [H, du]` from `x0 [dx]` (iLQR, or DDP with `config.second_order`)."""
+    if x0.ndim != 1 or controls.ndim != 2 or controls.shape[0] < 1:
+        raise ValueError(
+            f"x0 must be [dx] and controls [H >= 1, du], got {list(x0.shape)} and "
+            f"{list(controls.shape)}"
+        )
+    if not bool(torch.isfinite(x0).all() and torch.isfinite(controls).all()):
+        raise ValueError("x0 and the initial controls must be finite")
+    steps = torch.arange(controls.shape[0], device=x0.device)
+    states, total = _rollout(dynamics, cost, final_cost, x0, controls, steps)
+    if not math.isfinite(total):
+        raise ValueError("the initial controls give a non-finite cost; start from other controls")
+    mu, delta = config.mu_init, 1.0
+    history = [total]
+    gains = controls.new_zeros(controls.shape[0], controls.shape[1], x0.shape[0])
+    stop_reason = "max_iterations"
+    iterations = 0
+    while iterations < config.max_iterations:
+        iterations += 1
+        derivatives = _derivatives(dynamics, cost, final_cost, states, controls, steps,
+                                   config.second_order)
+        backward = None
+        while backward is None:  # raise mu until the backward pass is positive definite
+            backward = _backward_pass(derivatives, mu)
+            if backward is None:
+                delta = max(config.mu_factor, delta * config.mu_factor)
+                mu = max(config.mu_min, mu * delta)
+                if mu > config.mu_max:
+                    break
+        if backward is None:
+            stop_reason = "regularisation_exhausted"
+            break
+        offsets, gains, expected = backward
+        step = float(offsets.abs().max()) / (float(controls.abs().max()) + 1.0)
+        if step < config.step_tolerance:
+            stop_reason = "small_step"
+            break
+        accepted = None
+        for alpha in config.alphas:
+            new_states, new_controls, new_total = _forward_pass(
+                dynamics, cost, final_cost, states, controls, offsets, gains, alpha, steps
+            )
+            predicted = -(alpha * expected[0] + alpha**2 * expected[1])
+            decrease = total - new_total
+            if math.isfinite(new_total) and decrease > 0 and (
+                predicted <= 0 or decrease / predicted >= config.min_decrease_ratio
+            ):
+                accepted = new_states, new_controls, new_total
+                break
+        if accepted is None:  # no step size helped: regularise more and try again
+            delta = max(config.mu_factor, delta * config.mu_factor)
+            mu = max(config.mu_min, mu * delta)
+            history.append(total)
+            if mu > config.mu_max:
+                stop_reason = "regularisation_exhausted"
+                break
+            continue
+        relative = (total - accepted[2]) / max(abs(total), 1e-12)
+        states, controls, total = accepted
+        history.append(total)
+        delta = min(1.0 / config.mu_factor, delta / config.mu_factor)
+        mu = mu * delta if mu * delta >= config.mu_min else 0.0
+        if relative < config.cost_tolerance:
+            stop_reason = "converged"
+            break
+    return ILQRResult(
+        states=states, controls=controls, gains=gains, cost=total, cost_history=history,
+        iterations=iterations, stop_reason=stop_reason, mu=mu,
+    )
+
+
+@dataclass(frozen=True)
+class _Derivatives:
+    fx: torch.Tensor  # [H, dx, dx]
+    fu: torch.Tensor  # [H, dx, du]
+    lx: torch.Tensor  # [H+1, dx] (the last row: the final cost's)
+    lu: torch.Tensor  # [H, du]
+    lxx: torch.Tensor  # [H+1, dx, dx]
+    luu: torch.Tensor  # [H, du, du]
+    lux: torch.Tensor  # [H, du, dx]
+    fxx: torch.Tensor | None  # [H, dx, dx, dx], DDP only
+    fuu: torch.Tensor | None  # [H, dx, du, du]
+    fux: torch.Tensor | None  # [H, dx, du, dx]
+
+
+def _derivatives(
+    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, states: torch.Tensor,
+    controls: torch.Tensor, steps: torch.Tensor, second_order: bool,
+) -> _Derivatives:
+    """First (and for DDP second) derivatives along the trajectory, vmapped over time."""
+    x, u = states[:-1], controls
+    fx, fu = vmap(jacrev(dynamics, argnums=(0, 1)))(x, u)
+    lx, lu = vmap(jacrev(cost, argnums=(0, 1)))(x, u, steps)
+    (lxx, _), (lux, luu) = vmap(hessian(cost, argnums=(0, 1)))(x, u, steps)
+    final_x = jacrev(final_cost)(states[-1])
+    final_xx = hessian(final_cost)(states[-1])
+    fxx = fuu = fux = None
+    if second_order:
+        (fxx, _), (fux, fuu) = vmap(jacfwd(jacrev(dynamics, argnums=(0, 1)), argnums=(0, 1)))(
+            x, u
+        )
+    result = _Derivatives(
+        fx=fx, fu=fu, lx=torch.cat([lx, final_x[None]]), lu=lu,
+        lxx=torch.cat([lxx, final_xx[None]]), luu=luu, lux=lux, fxx=fxx, fuu=fuu, fux=fux,
+    )
+    for name in ("fx", "fu", "lx", "lu", "lxx", "luu", "lux"):
+        if not bool(torch.isfinite(getattr(result, name)).all()):
+            raise ValueError(f"the derivative {name} has NaN or infinite entries along the "
+                             "trajectory")
+    return result
+
+
+def _backward_pass(
+    d: _Derivatives, mu: float
+) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]] | None:
+    """Offsets k `[H, du]`, gains K `[H, du, dx]` and the expected decrease terms, or None
+    where a regularised Q_uu is not positive definite."""
+    horizon, dx = d.fx.shape[0], d.fx.shape[1]
+    identity = torch.eye(dx, dtype=d.fx.dtype, device=d.fx.device)
+    V_x, V_xx = d.lx[-1], d.lxx[-1]
+    offsets, gains = [], []
+    linear, quadratic = 0.0, 0.0
+    for t in reversed(range(horizon)):
+        fx, fu = d.fx[t], d.fu[t]
+        Q_x = d.lx[t] + fx.mT @ V_x
+        Q_u = d.lu[t] + fu.mT @ V_x
+        Q_xx = d.lxx[t] + fx.mT @ V_xx @ fx
+        V_reg = V_xx + mu * identity
+        Q_uu = d.luu[t] + fu.mT @ V_reg @ fu
+        Q_ux = d.lux[t] + fu.mT @ V_reg @ fx
+        if d.fxx is not None and d.fuu is not None and d.fux is not None:
+            Q_xx = Q_xx + torch.einsum("i,ijk->jk", V_x, d.fxx[t])
+            Q_uu = Q_uu + torch.einsum("i,ijk->jk", V_x, d.fuu[t])
+            Q_ux = Q_ux + torch.einsum("i,ijk->jk", V_x, d.fux[t])
+        Q_uu = (Q_uu + Q_uu.mT) / 2
+        factor, info = torch.linalg.cholesky_ex(Q_uu)
+        if int(info) != 0:
+            return None
+        k = -torch.cholesky_solve(Q_u[:, None], factor)[:, 0]
+        K = -torch.cholesky_solve(Q_ux, factor)
+        linear += float(k @ Q_u)
+        quadratic += 0.5 * float(k @ Q_uu @ k)
+        V_x = Q_x + K.mT @ Q_uu @ k + K.mT @ Q_u + Q_ux.mT @ k
+        V_xx = Q_xx + K.mT @ Q_uu @ K + K.mT @ Q_ux + Q_ux.mT @ K
+        V_xx = (V_xx + V_xx.mT) / 2
+        offsets.append(k)
+        gains.append(K)
+    return torch.stack(offsets[::-1]), torch.stack(gains[::-1]), (linear, quadratic)
+
+
+def _forward_pass(
+    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, states: torch.Tensor,
+    controls: torch.Tensor, offsets: torch.Tensor, gains: torch.Tensor, alpha: float,
+    steps: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The corrected controls rolled out on the true dynamics, and their cost."""
+    x = states[0]
+    new_states, new_controls = [x], []
+    total = torch.zeros((), dtype=states.dtype, device=states.device)
+    with torch.no_grad():
+        for t in range(controls.shape[0]):
+            u = controls[t] + alpha * offsets[t] + gains[t] @ (x - states[t])
+            total = total + cost(x, u, steps[t])
+            x = dynamics(x, u)
+            new_states.append(x)
+            new_controls.append(u)
+        total = total + final_cost(x)
+    value = float(total)
+    if not math.isfinite(value):
+        value = math.inf
+    return torch.stack(new_states), torch.stack(new_controls), value
+
+
+def _rollout(
+    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, x0: torch.Tensor,
+    controls: torch.Tensor, steps: torch.Tensor,
+) -> tuple[torch.Tensor, float]:
+    zeros_k = torch.zeros_like(controls)
+    zeros_K = controls.new_zeros(controls.shape[0], controls.shape[1], x0.shape[0])
+    placeholder = x0.expand(controls.shape[0] + 1, -1)
+    states, _, total = _forward_pass(
+        dynamics, cost, final_cost, placeholder, controls, zeros_k, zeros_K, 1.0, steps
+    )
+    return states, total

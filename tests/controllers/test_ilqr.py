@@ -1,0 +1,154 @@
+"""iLQR and DDP known answers: one iteration solves a linear-quadratic problem exactly, the
+derivatives agree with finite differences, and a pendulum swings up on an analytic model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from controllers.ilqr import ILQRConfig, ILQRResult, _Derivatives, _derivatives, ilqr
+from controllers.lqr import solve_lqr
+
+F64 = torch.float64
+DT = 0.05
+
+
+def pendulum(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """A damped pendulum, angle 0 hanging down, semi-implicit Euler: [theta, omega]."""
+    omega = x[1] + DT * (-9.81 * torch.sin(x[0]) - 0.1 * x[1] + u[0])
+    return torch.stack([x[0] + DT * omega, omega])
+
+
+def swing_up_cost(x: torch.Tensor, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.05 * u @ u + 0.1 * (1 + torch.cos(x[0]))
+
+
+def swing_up_final_cost(x: torch.Tensor) -> torch.Tensor:
+    return 50.0 * (1 + torch.cos(x[0])) + 5.0 * x[1] ** 2
+
+
+def test_one_iteration_solves_a_linear_quadratic_problem_exactly() -> None:
+    generator = torch.Generator().manual_seed(0)
+    A = torch.eye(3, dtype=F64) + 0.1 * torch.randn(3, 3, generator=generator, dtype=F64)
+    B = torch.randn(3, 2, generator=generator, dtype=F64)
+    Q, R = torch.eye(3, dtype=F64), 0.5 * torch.eye(2, dtype=F64)
+    Q_final = 10 * torch.eye(3, dtype=F64)
+    x0, horizon = torch.tensor([1.0, -2.0, 0.5], dtype=F64), 20
+
+    result = ilqr(
+        lambda x, u: A @ x + B @ u,
+        lambda x, u, t: 0.5 * x @ Q @ x + 0.5 * u @ R @ u,
+        lambda x: 0.5 * x @ Q_final @ x,
+        x0, torch.zeros(horizon, 2, dtype=F64), ILQRConfig(mu_init=0.0),
+    )
+    _, expected = solve_lqr(A, B, Q, R, Q_final, horizon).rollout(x0, A, B)
+    assert result.cost_history[1] == pytest.approx(result.cost, rel=1e-12)  # nothing after it
+    torch.testing.assert_close(result.controls, expected, rtol=1e-9, atol=1e-9)
+    assert result.stop_reason in ("converged", "small_step")
+
+
+def central_difference(fn, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    columns = []
+    for i in range(x.shape[0]):
+        step = torch.zeros_like(x)
+        step[i] = eps
+        columns.append((fn(x + step) - fn(x - step)) / (2 * eps))
+    return torch.stack(columns, dim=-1)
+
+
+def test_derivatives_agree_with_finite_differences() -> None:
+    generator = torch.Generator().manual_seed(1)
+    states = torch.randn(4, 2, generator=generator, dtype=F64)
+    controls = torch.randn(3, 1, generator=generator, dtype=F64)
+    steps = torch.arange(3)
+    d = _derivatives(pendulum, swing_up_cost, swing_up_final_cost, states, controls, steps,
+                     second_order=True)
+    for t in range(3):
+        check_step(d, t, states[t], controls[t], steps[t])
+    torch.testing.assert_close(d.lx[-1], central_difference(swing_up_final_cost, states[-1]))
+
+
+def check_step(
+    d: _Derivatives, t: int, x: torch.Tensor, u: torch.Tensor, step: torch.Tensor
+) -> None:
+    """Step t's derivatives against central differences of the functions (or of their
+    exact first derivatives, for the second ones)."""
+    loose = {"atol": 1e-6, "rtol": 1e-6}
+    assert d.fxx is not None and d.fux is not None
+    torch.testing.assert_close(d.fx[t], central_difference(lambda y: pendulum(y, u), x))
+    torch.testing.assert_close(d.fu[t], central_difference(lambda v: pendulum(x, v), u))
+    fx_at = torch.func.jacrev(pendulum)
+    torch.testing.assert_close(d.fxx[t], central_difference(lambda y: fx_at(y, u), x), **loose)
+    fu_at = torch.func.jacrev(pendulum, argnums=1)
+    torch.testing.assert_close(d.fux[t], central_difference(lambda y: fu_at(y, u), x), **loose)
+    torch.testing.assert_close(
+        d.lx[t], central_difference(lambda y: swing_up_cost(y, u, step), x)
+    )
+    lx_at = torch.func.jacrev(swing_up_cost)
+    torch.testing.assert_close(
+        d.lxx[t], central_difference(lambda y: lx_at(y, u, step), x), **loose
+    )
+
+
+@pytest.fixture(scope="module")
+def swing_ups() -> dict[bool, ILQRResult]:
+    """iLQR (False) and DDP (True) from rest, 80 steps (4 s), a small push to start."""
+    return {
+        second_order: ilqr(
+            pendulum, swing_up_cost, swing_up_final_cost, torch.zeros(2, dtype=F64),
+            torch.full((80, 1), 0.1, dtype=F64), ILQRConfig(second_order=second_order),
+        )
+        for second_order in (False, True)
+    }
+
+
+@pytest.mark.parametrize("second_order", [False, True], ids=["ilqr", "ddp"])
+def test_the_pendulum_swings_up_on_its_analytic_model(
+    swing_ups: dict[bool, ILQRResult], second_order: bool
+) -> None:
+    result = swing_ups[second_order]
+    theta, omega = result.states[-1]
+    assert math.cos(float(theta)) < -0.99 and abs(float(omega)) < 0.2
+    # Hanging still costs 0.2 x 80 + 100 = 116; the swing-up found costs 38.79 (both solvers).
+    assert result.cost < 40.0, result.cost
+    assert all(b <= a for a, b in zip(result.cost_history, result.cost_history[1:], strict=False))
+    assert result.stop_reason == "converged"
+
+
+def test_ddp_needs_no_more_iterations_than_ilqr_on_the_pendulum(
+    swing_ups: dict[bool, ILQRResult],
+) -> None:
+    """Measured: iLQR 90 iterations, DDP 29, to the same cost."""
+    assert swing_ups[True].iterations <= swing_ups[False].iterations
+    assert swing_ups[True].cost <= swing_ups[False].cost * (1 + 1e-6)
+
+
+def test_bad_input_is_named() -> None:
+    x0, controls = torch.zeros(2, dtype=F64), torch.zeros(5, 1, dtype=F64)
+    with pytest.raises(ValueError, match="controls"):
+        ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0, controls[0])
+    with pytest.raises(ValueError, match="finite"):
+        ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0 * torch.nan, controls)
+
+    def nan_slope(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return x + torch.sqrt(u - u)  # finite values, NaN derivative at u = 0
+
+    with pytest.raises(ValueError, match="derivative fu"):
+        ilqr(nan_slope, swing_up_cost, swing_up_final_cost, x0, controls)
+
+
+def test_a_diverging_step_is_rejected_never_returned() -> None:
+    """Dynamics that blow up for large controls: the full Newton step lands there, and the
+    line search must back off rather than return an infinite cost."""
+
+    def fragile(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return x + DT * u + torch.where(u.abs() > 0.5, torch.full_like(x, math.inf), 0 * x)
+
+    result = ilqr(
+        fragile, lambda x, u, t: 0.001 * u @ u, lambda x: 100 * ((x - 3) ** 2).sum(),
+        torch.zeros(1, dtype=F64), torch.zeros(10, 1, dtype=F64),
+    )
+    assert math.isfinite(result.cost) and bool(torch.isfinite(result.states).all())
+    assert result.cost < result.cost_history[0]
