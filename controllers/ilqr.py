@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import hessian, jacfwd, jacrev, vmap
 
+from controllers.box_qp import box_qp
+
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func.
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`.
@@ -109,8 +111,16 @@ def ilqr(
     x0: torch.Tensor,
     controls: torch.Tensor,
     config: ILQRConfig = ILQRConfig(),
+    control_low: torch.Tensor | None = None,
+    control_high: torch.Tensor | None = None,
 ) -> ILQRResult:
-    """Optimise `controls [H, du]` from `x0 [dx]` (iLQR, or DDP with `config.second_order`)."""
+    """Optimise `controls [H, du]` from `x0 [dx]` (iLQR, or DDP with `config.second_order`).
+
+    With `control_low` / `control_high` (`[du]`, both or neither), every control stays inside
+    them: the backward pass solves the box-constrained QP of Tassa, Mansard & Todorov (2014)
+    for each step's correction and zeroes the gains of clamped dimensions; initial controls
+    are clipped into the box.
+    """
     if x0.ndim != 1 or controls.ndim != 2 or controls.shape[0] < 1:
         raise ValueError(
             f"x0 must be [dx] and controls [H >= 1, du], got {list(x0.shape)} and "
@@ -118,6 +128,9 @@ def ilqr(
         )
     if not bool(torch.isfinite(x0).all() and torch.isfinite(controls).all()):
         raise ValueError("x0 and the initial controls must be finite")
+    limits = _check_limits(control_low, control_high, controls.shape[1])
+    if limits is not None:
+        controls = torch.clamp(controls, *limits)
     steps = torch.arange(controls.shape[0], device=x0.device)
     states, total = _rollout(dynamics, cost, final_cost, x0, controls, steps)
     if not math.isfinite(total):
@@ -125,6 +138,7 @@ def ilqr(
     mu, delta = config.mu_init, 1.0
     history = [total]
     gains = controls.new_zeros(controls.shape[0], controls.shape[1], x0.shape[0])
+    previous_offsets = torch.zeros_like(controls)  # warm starts of the box QPs
     stop_reason = "max_iterations"
     iterations = 0
     while iterations < config.max_iterations:
@@ -133,7 +147,7 @@ def ilqr(
                                    config.second_order)
         backward = None
         while backward is None:  # raise mu until the backward pass is positive definite
-            backward = _backward_pass(derivatives, mu)
+            backward = _backward_pass(derivatives, mu, controls, limits, previous_offsets)
             if backward is None:
                 delta = max(config.mu_factor, delta * config.mu_factor)
                 mu = max(config.mu_min, mu * delta)
@@ -143,6 +157,7 @@ def ilqr(
             stop_reason = "regularisation_exhausted"
             break
         offsets, gains, expected = backward
+        previous_offsets = offsets
         step = float(offsets.abs().max()) / (float(controls.abs().max()) + 1.0)
         if step < config.step_tolerance:
             stop_reason = "small_step"
@@ -150,7 +165,8 @@ def ilqr(
         accepted = None
         for alpha in config.alphas:
             new_states, new_controls, new_total = _forward_pass(
-                dynamics, cost, final_cost, states, controls, offsets, gains, alpha, steps
+                dynamics, cost, final_cost, states, controls, offsets, gains, alpha, steps,
+                limits,
             )
             predicted = -(alpha * expected[0] + alpha**2 * expected[1])
             decrease = total - new_total
@@ -223,7 +239,8 @@ def _derivatives(
 
 
 def _backward_pass(
-    d: _Derivatives, mu: float
+    d: _Derivatives, mu: float, controls: torch.Tensor,
+    limits: tuple[torch.Tensor, torch.Tensor] | None, warm_offsets: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]] | None:
     """Offsets k `[H, du]`, gains K `[H, du, dx]` and the expected decrease terms, or None
     where a regularised Q_uu is not positive definite."""
@@ -248,8 +265,15 @@ def _backward_pass(
         factor, info = torch.linalg.cholesky_ex(Q_uu)
         if int(info) != 0:
             return None
-        k = -torch.cholesky_solve(Q_u[:, None], factor)[:, 0]
-        K = -torch.cholesky_solve(Q_ux, factor)
+        if limits is None:
+            k = -torch.cholesky_solve(Q_u[:, None], factor)[:, 0]
+            K = -torch.cholesky_solve(Q_ux, factor)
+        else:  # the correction keeps u + k inside the box; clamped dimensions get no feedback
+            low, high = limits
+            qp = box_qp(Q_uu, Q_u, low - controls[t], high - controls[t], warm_offsets[t])
+            k, K = qp.x, torch.zeros_like(Q_ux)
+            if bool(qp.free.any()):
+                K[qp.free] = -torch.cholesky_solve(Q_ux[qp.free], qp.free_factor)
         linear += float(k @ Q_u)
         quadratic += 0.5 * float(k @ Q_uu @ k)
         V_x = Q_x + K.mT @ Q_uu @ k + K.mT @ Q_u + Q_ux.mT @ k
@@ -263,15 +287,18 @@ def _backward_pass(
 def _forward_pass(
     dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, states: torch.Tensor,
     controls: torch.Tensor, offsets: torch.Tensor, gains: torch.Tensor, alpha: float,
-    steps: torch.Tensor,
+    steps: torch.Tensor, limits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The corrected controls rolled out on the true dynamics, and their cost."""
+    """The corrected controls (clipped into `limits`) rolled out on the true dynamics, and
+    their cost."""
     x = states[0]
     new_states, new_controls = [x], []
     total = torch.zeros((), dtype=states.dtype, device=states.device)
     with torch.no_grad():
         for t in range(controls.shape[0]):
             u = controls[t] + alpha * offsets[t] + gains[t] @ (x - states[t])
+            if limits is not None:
+                u = torch.clamp(u, *limits)
             total = total + cost(x, u, steps[t])
             x = dynamics(x, u)
             new_states.append(x)
@@ -281,6 +308,23 @@ def _forward_pass(
     if not math.isfinite(value):
         value = math.inf
     return torch.stack(new_states), torch.stack(new_controls), value
+
+
+def _check_limits(
+    low: torch.Tensor | None, high: torch.Tensor | None, du: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if low is None and high is None:
+        return None
+    if low is None or high is None:
+        raise ValueError("give both control_low and control_high, or neither")
+    if tuple(low.shape) != (du,) or tuple(high.shape) != (du,):
+        raise ValueError(
+            f"control limits must be [du={du}], got {list(low.shape)} and {list(high.shape)}"
+        )
+    finite = bool(torch.isfinite(low).all()) and bool(torch.isfinite(high).all())
+    if not finite or not bool((low <= high).all()):
+        raise ValueError(f"control limits must be finite with low <= high: {low} {high}")
+    return low, high
 
 
 def _rollout(

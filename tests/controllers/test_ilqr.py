@@ -152,3 +152,34 @@ def test_a_diverging_step_is_rejected_never_returned() -> None:
     )
     assert math.isfinite(result.cost) and bool(torch.isfinite(result.states).all())
     assert result.cost < result.cost_history[0]
+
+
+@pytest.mark.parametrize("second_order", [False, True], ids=["ilqr", "ddp"])
+def test_control_limits_are_never_violated_and_the_pendulum_still_swings_up(
+    second_order: bool,
+) -> None:
+    """|u| <= 3 against gravity's 9.81: the solver must pump energy, inside the limits, in
+    every iterate's controls (measured: cost 36.55, iLQR 43 iterations, DDP 14)."""
+    low, high = torch.tensor([-3.0], dtype=F64), torch.tensor([3.0], dtype=F64)
+    result = ilqr(
+        pendulum, swing_up_cost, swing_up_final_cost, torch.zeros(2, dtype=F64),
+        torch.full((100, 1), 5.0, dtype=F64),  # outside the box: clipped before anything runs
+        ILQRConfig(second_order=second_order), control_low=low, control_high=high,
+    )
+    assert bool((result.controls >= low).all() and (result.controls <= high).all())
+    assert float(result.controls.abs().max()) == pytest.approx(3.0)  # the limit binds
+    assert math.cos(float(result.states[-1, 0])) < -0.99
+    assert result.cost < 40.0, result.cost
+
+
+def test_control_limits_must_fit_the_controls() -> None:
+    x0, controls = torch.zeros(2, dtype=F64), torch.zeros(5, 1, dtype=F64)
+    one = torch.ones(1, dtype=F64)
+    with pytest.raises(ValueError, match="both"):
+        ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0, controls, control_low=-one)
+    with pytest.raises(ValueError, match=r"\[du=1\]"):
+        ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0, controls,
+             control_low=-torch.ones(2, dtype=F64), control_high=torch.ones(2, dtype=F64))
+    with pytest.raises(ValueError, match="low <= high"):
+        ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0, controls,
+             control_low=one, control_high=-one)
