@@ -13,7 +13,7 @@ repeat 8 on the 10 ms physics step; `configs/pets_cartpole.json`, the run of
    first iteration already overran falls back to the previous plan);
 4. reports the returns over fresh episodes and the time of every replan.
 
-    python -m benchmarks.pets_realtime [--episodes 5] [--threads 1]
+    python -m benchmarks.pets_realtime [--episodes 10] [--threads 1]
 
 Writes benchmarks/results/pets_realtime.json and .png.
 """
@@ -54,7 +54,7 @@ def main() -> None:
                         help="that run's directory (trained here first if incomplete)")
     parser.add_argument("--config", type=Path, default=CONFIGS / "pets_cartpole_realtime.json",
                         help="the real-time model, planner and MPC settings")
-    parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes")
+    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
