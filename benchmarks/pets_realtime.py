@@ -144,7 +144,7 @@ def plot(
                   label=f"evaluation mean {summary['mean_return']:.0f}")
     curve.set_xlabel("environment steps")
     curve.set_ylabel("episode return")
-    curve.set_title("the PETS run whose data the real-time model learned")
+    curve.set_title("the PETS run (12.5 Hz) whose model the 50 Hz MPC uses")
     curve.legend()
     curve.grid(alpha=0.3)
     hist.hist(plan_ms, bins=60, color="tab:blue")
