@@ -81,9 +81,10 @@ def test_bad_cem_configuration_is_refused() -> None:
         planner.plan(torch.zeros(2), warm_start=torch.zeros(2, 2))
 
 
-def test_mpc_replans_on_schedule_and_warm_starts_with_the_shifted_plan() -> None:
+def warm_start_recording_cem(horizon: int) -> tuple[CEM, list[torch.Tensor | None]]:
+    """A one-iteration CEM towards (1, 1) and the list its `plan` appends each warm start to."""
     goal = torch.tensor([1.0, 1.0], dtype=torch.float64)
-    planner = CEM(PointMass(goal), LOW, HIGH, CEMConfig(horizon=5, population=20, elites=4,
+    planner = CEM(PointMass(goal), LOW, HIGH, CEMConfig(horizon=horizon, population=20, elites=4,
                                                        iterations=1))
     seen: list[torch.Tensor | None] = []
     original = planner.plan
@@ -93,6 +94,11 @@ def test_mpc_replans_on_schedule_and_warm_starts_with_the_shifted_plan() -> None
         return original(state, warm_start)
 
     planner.plan = recording_plan  # type: ignore[method-assign]
+    return planner, seen
+
+
+def test_mpc_replans_on_schedule_and_warm_starts_with_the_shifted_plan() -> None:
+    planner, seen = warm_start_recording_cem(horizon=5)
     mpc = MPC(planner, MPCConfig(replan_every=2))
     first = mpc.act(torch.zeros(2))
     assert mpc.last_plan is not None
@@ -113,17 +119,7 @@ def test_a_coarse_plan_step_holds_each_planned_action_and_shifts_by_whole_plan_s
     """plan_step=3: the plan's actions are 3 control steps long; replanning every 4 control
     steps has played one whole plan step (and a third of the next), so the warm start moves
     by one."""
-    goal = torch.tensor([1.0, 1.0], dtype=torch.float64)
-    planner = CEM(PointMass(goal), LOW, HIGH, CEMConfig(horizon=4, population=20, elites=4,
-                                                       iterations=1))
-    seen: list[torch.Tensor | None] = []
-    original = planner.plan
-
-    def recording_plan(state: torch.Tensor, warm_start: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
-        seen.append(warm_start)
-        return original(state, warm_start)
-
-    planner.plan = recording_plan  # type: ignore[method-assign]
+    planner, seen = warm_start_recording_cem(horizon=4)
     mpc = MPC(planner, MPCConfig(replan_every=4, plan_step=3))
     played = [mpc.act(torch.zeros(2)) for _ in range(4)]
     assert mpc.last_plan is not None
