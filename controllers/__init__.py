@@ -1,11 +1,15 @@
-"""Decision making given a model: sampling planners, the MPC loop, and the contracts they share.
+"""Decision making given a model: sampling planners, optimal-control solvers, the MPC loop, and
+the contracts they share.
 
 Planners reach models only through the structural protocols in `controllers.protocols`, so the
 same planner runs on a learned ensemble, the true simulator or an analytic model. This package
 imports nothing else of the toolkit.
 """
 
+from controllers.box_qp import BoxQPResult, box_qp
 from controllers.cem import CEM, CEMConfig
+from controllers.ilqr import ILQRConfig, ILQRPlanner, ILQRResult, ilqr
+from controllers.lqr import LQRSolution, lqr_gain, solve_dare, solve_lqr
 from controllers.mpc import MPC, MPCConfig, MPCStats
 from controllers.mppi import MPPI, MPPIConfig, path_integral_weights
 from controllers.protocols import (
@@ -23,9 +27,14 @@ __all__ = [
     "CEM",
     "MPC",
     "MPPI",
+    "BoxQPResult",
     "CEMConfig",
     "Controller",
     "Dynamics",
+    "ILQRConfig",
+    "ILQRPlanner",
+    "ILQRResult",
+    "LQRSolution",
     "MPCConfig",
     "MPCStats",
     "MPPIConfig",
@@ -34,7 +43,12 @@ __all__ = [
     "RandomShooting",
     "RandomShootingConfig",
     "SequenceDynamics",
+    "box_qp",
     "colored_noise",
+    "ilqr",
+    "lqr_gain",
     "path_integral_weights",
     "sequence_returns",
+    "solve_dare",
+    "solve_lqr",
 ]

@@ -28,6 +28,7 @@ the line search, so the returned trajectory is always the best finite one found.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ import torch
 from torch.func import hessian, jacfwd, jacrev, vmap
 
 from controllers.box_qp import box_qp
+from controllers.protocols import Plan
 
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func.
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -113,13 +115,16 @@ def ilqr(
     config: ILQRConfig = ILQRConfig(),
     control_low: torch.Tensor | None = None,
     control_high: torch.Tensor | None = None,
+    deadline: float | None = None,
 ) -> ILQRResult:
     """Optimise `controls [H, du]` from `x0 [dx]` (iLQR, or DDP with `config.second_order`).
 
     With `control_low` / `control_high` (`[du]`, both or neither), every control stays inside
     them: the backward pass solves the box-constrained QP of Tassa, Mansard & Todorov (2014)
     for each step's correction and zeroes the gains of clamped dimensions; initial controls
-    are clipped into the box.
+    are clipped into the box. With a `deadline` (a `time.perf_counter()` time), it stops
+    before an iteration that, as long as the slowest so far, would end past it
+    (`stop_reason` "deadline"); the first iteration always runs.
     """
     if x0.ndim != 1 or controls.ndim != 2 or controls.shape[0] < 1:
         raise ValueError(
@@ -141,7 +146,14 @@ def ilqr(
     previous_offsets = torch.zeros_like(controls)  # warm starts of the box QPs
     stop_reason = "max_iterations"
     iterations = 0
+    slowest_s, started = 0.0, time.perf_counter()
     while iterations < config.max_iterations:
+        if iterations > 0:  # the previous iteration has just ended
+            slowest_s = max(slowest_s, time.perf_counter() - started)
+            if deadline is not None and time.perf_counter() + slowest_s > deadline:
+                stop_reason = "deadline"
+                break
+        started = time.perf_counter()
         iterations += 1
         derivatives = _derivatives(dynamics, cost, final_cost, states, controls, steps,
                                    config.second_order)
@@ -195,6 +207,77 @@ def ilqr(
         states=states, controls=controls, gains=gains, cost=total, cost_history=history,
         iterations=iterations, stop_reason=stop_reason, mu=mu,
     )
+
+
+class ILQRPlanner:
+    """iLQR (or DDP) as a `Planner` for `MPC`, through differentiable dynamics.
+
+    Each `plan(x0)` runs `ilqr` from the warm start (the previous plan shifted, which `MPC`
+    passes) or from zero controls clipped into the bounds, under the caller's deadline. The
+    plan's `info` carries what `MPC` needs to close the loop between replans:
+    `feedback_gains` K `[H, du, dx]` and `planned_states` `[H+1, dx]` (so the control played at
+    step t is `u_t + K_t (x - x_t)`, clipped into `action_bounds`). The gains are those of the
+    last backward pass, taken about the trajectory before its accepted step: at convergence
+    the two coincide.
+
+    Args:
+        dynamics, cost, final_cost: as for `ilqr`; states are what `MPC.act` receives.
+        horizon: H.
+        action_low, action_high: `[du]` control limits.
+        config: `ILQRConfig` (`second_order=True`: DDP).
+    """
+
+    def __init__(
+        self,
+        dynamics: DynamicsFn,
+        cost: CostFn,
+        final_cost: FinalCostFn,
+        horizon: int,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        config: ILQRConfig = ILQRConfig(),
+    ) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        _check_limits(action_low, action_high, action_low.shape[0])
+        self.dynamics, self.cost, self.final_cost = dynamics, cost, final_cost
+        self.horizon = horizon
+        self.low, self.high = action_low, action_high
+        self.config = config
+
+    def plan(
+        self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
+        deadline: float | None = None,
+    ) -> Plan:
+        """Optimise `[H, du]` controls from `state` `[dx]` (see the class docstring)."""
+        dtype = self.low.dtype
+        if warm_start is None:
+            warm_start = torch.zeros(self.horizon, self.low.shape[0], dtype=dtype).clamp(
+                self.low, self.high
+            )
+        elif tuple(warm_start.shape) != (self.horizon, self.low.shape[0]):
+            raise ValueError(
+                f"warm_start has shape {tuple(warm_start.shape)}, expected "
+                f"{(self.horizon, self.low.shape[0])}"
+            )
+        result = ilqr(
+            self.dynamics, self.cost, self.final_cost, state.to(dtype), warm_start.to(dtype),
+            self.config, self.low, self.high, deadline=deadline,
+        )
+        return Plan(
+            actions=result.controls,
+            expected_return=-result.cost,
+            info={
+                "iterations": result.iterations,
+                "stop_reason": result.stop_reason,
+                "feedback_gains": result.gains,
+                "planned_states": result.states,
+                "action_bounds": (self.low, self.high),
+            },
+        )
+
+    def reset(self) -> None:
+        """Nothing is carried between calls."""
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,11 @@ class MPC:
     plan is dropped for the previous plan shifted by the steps played, marked
     `info["fallback"]`, with a NaN `expected_return` (not estimated). On the episode's first
     replan there is no previous plan, and the late plan is played. `stats` counts both cases.
-    Actions are always the planner's or shifts of them, so inside the planner's bounds.
+    Actions are always the planner's or shifts of them, so inside the planner's bounds. A plan
+    whose `info` carries `feedback_gains` K `[H, du, dx]`, `planned_states` `[H+1, dx]` and
+    `action_bounds` (iLQR's) is played in closed loop between replans, `u_t + K_t (x - x_t)`
+    clipped into those bounds (with `plan_step` 1; under move blocking the held actions are
+    played as they are).
     """
 
     def __init__(self, planner: Planner, config: MPCConfig = MPCConfig()) -> None:
@@ -99,9 +103,20 @@ class MPC:
         if self.last_plan is None or self._steps_since_plan >= self.config.replan_every:
             self.last_plan = self._replan(torch.as_tensor(obs, dtype=torch.float64))
             self._steps_since_plan = 0
-        action = self.last_plan.actions[self._steps_since_plan // self.config.plan_step]
+        index = self._steps_since_plan // self.config.plan_step
+        action = self.last_plan.actions[index]
+        if self.config.plan_step == 1 and "feedback_gains" in self.last_plan.info:
+            action = self._with_feedback(action, index, torch.as_tensor(obs))
         self._steps_since_plan += 1
         return action
+
+    def _with_feedback(self, action: torch.Tensor, index: int, state: torch.Tensor) -> torch.Tensor:
+        """`u_t + K_t (x - x_t)` for a plan that carries its gains (iLQR), inside its bounds."""
+        info = self.last_plan.info if self.last_plan is not None else {}
+        gains, planned = info["feedback_gains"], info["planned_states"]
+        low, high = info["action_bounds"]
+        correction = gains[index] @ (state.to(gains.dtype) - planned[index])
+        return torch.clamp(action + correction.to(action.dtype), low, high)
 
     def _replan(self, state: torch.Tensor) -> Plan:
         """A new plan from `state`, or the shifted previous one if one iteration overran."""

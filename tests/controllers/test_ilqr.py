@@ -4,11 +4,20 @@ derivatives agree with finite differences, and a pendulum swings up on an analyt
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
 
-from controllers.ilqr import ILQRConfig, ILQRResult, _Derivatives, _derivatives, ilqr
+from controllers import MPC, MPCConfig
+from controllers.ilqr import (
+    ILQRConfig,
+    ILQRPlanner,
+    ILQRResult,
+    _Derivatives,
+    _derivatives,
+    ilqr,
+)
 from controllers.lqr import solve_lqr
 
 F64 = torch.float64
@@ -183,3 +192,54 @@ def test_control_limits_must_fit_the_controls() -> None:
     with pytest.raises(ValueError, match="low <= high"):
         ilqr(pendulum, swing_up_cost, swing_up_final_cost, x0, controls,
              control_low=one, control_high=-one)
+
+
+def test_a_passed_deadline_allows_exactly_one_iteration() -> None:
+    result = ilqr(
+        pendulum, swing_up_cost, swing_up_final_cost, torch.zeros(2, dtype=F64),
+        torch.full((40, 1), 0.1, dtype=F64), deadline=time.perf_counter() - 1.0,
+    )
+    assert result.iterations == 1 and result.stop_reason == "deadline"
+
+
+def test_between_replans_mpc_plays_the_lqr_feedback_law() -> None:
+    """On a linear-quadratic problem iLQR's gains are the LQR gains, so MPC that replans only
+    every H steps must play exactly the time-varying LQR law `u = K_t x + k_t` at whatever
+    states it meets, here after a push the plan did not foresee."""
+    generator = torch.Generator().manual_seed(3)
+    A = torch.eye(2, dtype=F64) + 0.1 * torch.randn(2, 2, generator=generator, dtype=F64)
+    B = torch.randn(2, 1, generator=generator, dtype=F64)
+    Q, R, Q_final = torch.eye(2, dtype=F64), torch.eye(1, dtype=F64), 10 * torch.eye(2, dtype=F64)
+    horizon, big = 10, torch.full((1,), 1e6, dtype=F64)
+    planner = ILQRPlanner(
+        lambda x, u: A @ x + B @ u,
+        lambda x, u, t: 0.5 * x @ Q @ x + 0.5 * u @ R @ u,
+        lambda x: 0.5 * x @ Q_final @ x,
+        horizon, -big, big, ILQRConfig(mu_init=0.0),
+    )
+    controller = MPC(planner, MPCConfig(replan_every=horizon))
+    law = solve_lqr(A, B, Q, R, Q_final, horizon)
+    x = torch.tensor([1.0, -1.0], dtype=F64)
+    for t in range(horizon):
+        u = controller.act(x)
+        torch.testing.assert_close(u, law.gains[t] @ x + law.offsets[t], rtol=1e-8, atol=1e-8)
+        x = A @ x + B @ u + (torch.tensor([0.3, 0.0], dtype=F64) if t == 2 else 0.0)
+    assert controller.stats.replans == 1
+
+
+def test_mpc_with_ilqr_swings_the_pendulum_up_inside_its_limits() -> None:
+    """Receding horizon 3 s, replanning every 0.2 s with at most 5 iterations warm-started
+    from the shifted plan; |u| <= 3 (measured: upright, cos -0.9999998, after 6 s)."""
+    low, high = torch.tensor([-3.0], dtype=F64), torch.tensor([3.0], dtype=F64)
+    planner = ILQRPlanner(pendulum, swing_up_cost, swing_up_final_cost, 60, low, high,
+                          ILQRConfig(max_iterations=5))
+    controller = MPC(planner, MPCConfig(replan_every=4))
+    x = torch.tensor([0.1, 0.0], dtype=F64)  # at exactly 0 the swing-up has no preferred side
+    played = []
+    for _ in range(120):
+        u = controller.act(x)
+        played.append(u)
+        x = pendulum(x, u)
+    controls = torch.stack(played)
+    assert bool((controls >= low).all() and (controls <= high).all())
+    assert math.cos(float(x[0])) < -0.999 and abs(float(x[1])) < 0.1
