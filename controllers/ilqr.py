@@ -38,7 +38,9 @@ from torch.func import hessian, jacfwd, jacrev, vmap
 from controllers.box_qp import box_qp
 from controllers.protocols import Plan
 
-#: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func.
+#: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func, unless it also has
+#: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
+#: instead (e.g. MuJoCo's finite differences, `envs.dynamics.JointSpaceDynamics`).
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`.
 CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -300,7 +302,13 @@ def _derivatives(
 ) -> _Derivatives:
     """First (and for DDP second) derivatives along the trajectory, vmapped over time."""
     x, u = states[:-1], controls
-    fx, fu = vmap(jacrev(dynamics, argnums=(0, 1)))(x, u)
+    jacobians = getattr(dynamics, "jacobians", None)
+    if jacobians is not None:  # the model's own derivatives (MuJoCo's finite differences)
+        if second_order:
+            raise ValueError("DDP needs second derivatives, which these dynamics do not give")
+        fx, fu = jacobians(x, u)
+    else:
+        fx, fu = vmap(jacrev(dynamics, argnums=(0, 1)))(x, u)
     lx, lu = vmap(jacrev(cost, argnums=(0, 1)))(x, u, steps)
     (lxx, _), (lux, luu) = vmap(hessian(cost, argnums=(0, 1)))(x, u, steps)
     final_x = jacrev(final_cost)(states[-1])

@@ -110,3 +110,61 @@ def _numpy(x: Any) -> Array:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64, copy=False)
     return np.asarray(x, dtype=np.float64)
+
+
+class JointSpaceDynamics:
+    """The `[qpos, qvel]` dynamics of a MuJoCo-backed env, for gradient-based solvers.
+
+    `dynamics(x [2nv], u [du]) -> [2nv]` steps a private copy of the env one control step from
+    the joint state `x` (everything else, such as a reacher's target, as in the env's state when
+    this was built); `jacobians(xs [H, 2nv], us [H, du])` gives MuJoCo's finite-difference
+    Jacobians (`mujoco.mjd_transitionFD`, through `RobotEnv.linearize`) at each step. The
+    coordinates are `[qpos, qvel]` because every joint of the robots it accepts is a hinge or a
+    slide (`nq == nv`, no actuator state). Float64 torch tensors in and out.
+
+    Args:
+        env: a MuJoCo-backed env (`dmc/...`, `mujoco/...`), optionally under an action repeat.
+    """
+
+    def __init__(self, env: RobotEnv) -> None:
+        repeat = env.repeat if isinstance(env, ActionRepeat) else 1
+        self.env = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT)
+        self.env.set_physics_params(**env.physics_params())
+        self.env.set_state(env.get_state())
+        inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
+        model, data = getattr(inner, "_model", None), getattr(inner, "_data", None)
+        if model is None or data is None:
+            raise ValueError(f"{env.env_id} is not MuJoCo-backed: no joint-space dynamics")
+        if model.nq != model.nv or model.na != 0:
+            raise ValueError(
+                f"{env.env_id} has ball or free joints or actuator states (nq={model.nq}, "
+                f"nv={model.nv}, na={model.na}); joint-space dynamics need hinges and slides"
+            )
+        self._data, self._nq = data, model.nq
+        self._linearize = self.env.linearize  # type: ignore[attr-defined]  # MuJoCo envs have it
+        self._reference = self.env.get_state()
+        self.state_dim = 2 * model.nq
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The joint state `[2nv]` one control step after `x` `[2nv]` under `u` `[du]`."""
+        self._go_to(_numpy(x))
+        self.env.step(_numpy(u))
+        return torch.from_numpy(np.concatenate([self._data.qpos, self._data.qvel]))
+
+    def jacobians(self, xs: torch.Tensor, us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`A [H, 2nv, 2nv]` and `B [H, 2nv, du]` of one control step at each `(x_t, u_t)`."""
+        A, B = [], []
+        for x, u in zip(_numpy(xs), _numpy(us), strict=True):
+            self._go_to(x)
+            a, b = self._linearize(self.env.get_state(), u)
+            A.append(a)
+            B.append(b)
+        return torch.from_numpy(np.stack(A)), torch.from_numpy(np.stack(B))
+
+    def _go_to(self, x: Array) -> None:
+        if x.shape != (self.state_dim,) or not np.isfinite(x).all():
+            raise ValueError(f"joint state must be finite [{self.state_dim}], got {x}")
+        self.env.set_state(self._reference)
+        self._data.qpos[:] = x[: self._nq]
+        self._data.qvel[:] = x[self._nq :]
+        self.env.set_state(self.env.get_state())  # recompute what depends on qpos, qvel

@@ -243,3 +243,35 @@ def test_mpc_with_ilqr_swings_the_pendulum_up_inside_its_limits() -> None:
     controls = torch.stack(played)
     assert bool((controls >= low).all() and (controls <= high).all())
     assert math.cos(float(x[0])) < -0.999 and abs(float(x[1])) < 0.1
+
+
+class LinearWithJacobians:
+    """x' = A x + B u, with its Jacobians given (as a simulator's finite differences are)."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor) -> None:
+        self.A, self.B, self.calls = A, B, 0
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.A @ x + self.B @ u
+
+    def jacobians(self, xs: torch.Tensor, us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        horizon = xs.shape[0]
+        return self.A.expand(horizon, -1, -1), self.B.expand(horizon, -1, -1)
+
+
+def test_dynamics_that_give_their_jacobians_are_differentiated_by_them() -> None:
+    A = torch.tensor([[1.0, 0.1], [0.0, 1.0]], dtype=F64)
+    B = torch.tensor([[0.0], [0.1]], dtype=F64)
+    Q, R = torch.eye(2, dtype=F64), torch.eye(1, dtype=F64)
+    dynamics = LinearWithJacobians(A, B)
+    x0, horizon = torch.tensor([1.0, 0.0], dtype=F64), 15
+    result = ilqr(dynamics, lambda x, u, t: 0.5 * x @ Q @ x + 0.5 * u @ R @ u,
+                  lambda x: 0.5 * x @ Q @ x, x0, torch.zeros(horizon, 1, dtype=F64),
+                  ILQRConfig(mu_init=0.0))
+    _, expected = solve_lqr(A, B, Q, R, Q, horizon).rollout(x0, A, B)
+    torch.testing.assert_close(result.controls, expected, rtol=1e-9, atol=1e-9)
+    assert dynamics.calls >= 1
+    with pytest.raises(ValueError, match="DDP needs second derivatives"):
+        ilqr(dynamics, lambda x, u, t: u @ u, lambda x: x @ x, x0,
+             torch.zeros(horizon, 1, dtype=F64), ILQRConfig(second_order=True))

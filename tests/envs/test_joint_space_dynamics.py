@@ -1,0 +1,54 @@
+"""`JointSpaceDynamics`: a MuJoCo env's [qpos, qvel] step, and MuJoCo's finite-difference
+Jacobians of it, for gradient-based solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs.dynamics import JointSpaceDynamics
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("env_id", ["mujoco/cartpole-swingup", "dmc/cartpole-swingup"])
+def test_the_jacobians_are_those_of_the_step(env_id: str) -> None:
+    env = envs.make(env_id, action_repeat=2)
+    env.reset(seed=0)
+    dynamics = JointSpaceDynamics(env)
+    x = torch.tensor([0.1, 2.5, 0.3, -0.4], dtype=F64)  # mid-rail: smooth dynamics
+    u = torch.tensor([0.2], dtype=F64)
+    A, B = dynamics.jacobians(x[None], u[None])
+    eps = 1e-6
+    for i in range(4):
+        dx = torch.zeros(4, dtype=F64)
+        dx[i] = eps
+        column = (dynamics(x + dx, u) - dynamics(x - dx, u)) / (2 * eps)
+        torch.testing.assert_close(A[0, :, i], column, rtol=1e-4, atol=1e-6)
+    du = torch.tensor([eps], dtype=F64)
+    torch.testing.assert_close(B[0, :, 0], (dynamics(x, u + du) - dynamics(x, u - du)) / (2 * eps),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_it_steps_like_the_env_and_leaves_the_env_alone() -> None:
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    obs, _ = env.reset(seed=1)
+    dynamics = JointSpaceDynamics(env)
+    before = env.get_state()
+    x = torch.tensor([obs[0], np.arctan2(obs[2], obs[1]), obs[3], obs[4]], dtype=F64)
+    next_x = dynamics(x, torch.tensor([0.5], dtype=F64))
+    dynamics.jacobians(x[None], torch.tensor([[0.5]], dtype=F64))
+    np.testing.assert_array_equal(env.get_state(), before)  # it steps its own copy
+    next_obs, *_ = env.step(np.array([0.5]))
+    np.testing.assert_allclose(next_x[[0, 2, 3]].numpy(), next_obs[[0, 3, 4]], atol=1e-9)
+    np.testing.assert_allclose(np.cos(next_x[1].item()), next_obs[1], atol=1e-9)
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match="not MuJoCo-backed"):
+        JointSpaceDynamics(envs.make("pybullet/cartpole-swingup"))
+    dynamics = JointSpaceDynamics(envs.make("mujoco/cartpole-swingup"))
+    with pytest.raises(ValueError, match=r"joint state must be finite \[4\]"):
+        dynamics(torch.zeros(3, dtype=F64), torch.zeros(1, dtype=F64))
