@@ -3,12 +3,14 @@ the contracts they share.
 
 Planners reach models only through the structural protocols in `controllers.protocols`, so the
 same planner runs on a learned ensemble, the true simulator or an analytic model. This package
-imports nothing else of the toolkit.
+imports nothing else of the toolkit. The solver functions `controllers.ilqr.ilqr` and
+`controllers.box_qp.box_qp` are imported from their modules (exporting them here would hide
+the modules of the same name).
 """
 
-from controllers.box_qp import BoxQPResult, box_qp
+from controllers.box_qp import BoxQPResult
 from controllers.cem import CEM, CEMConfig
-from controllers.ilqr import ILQRConfig, ILQRPlanner, ILQRResult, ilqr
+from controllers.ilqr import ILQRConfig, ILQRPlanner, ILQRResult
 from controllers.lqr import LQRSolution, lqr_gain, solve_dare, solve_lqr
 from controllers.mpc import MPC, MPCConfig, MPCStats
 from controllers.mppi import MPPI, MPPIConfig, path_integral_weights
@@ -43,9 +45,7 @@ __all__ = [
     "RandomShooting",
     "RandomShootingConfig",
     "SequenceDynamics",
-    "box_qp",
     "colored_noise",
-    "ilqr",
     "lqr_gain",
     "path_integral_weights",
     "sequence_returns",

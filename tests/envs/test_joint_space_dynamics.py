@@ -1,5 +1,5 @@
 """`JointSpaceDynamics`: a MuJoCo env's [qpos, qvel] step, and MuJoCo's finite-difference
-Jacobians of it, for gradient-based solvers."""
+Jacobians of it, for gradient-based solvers (and iLQR swinging the MuJoCo cart-pole up)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import envs
+from controllers.ilqr import ILQRConfig, ilqr
 from envs.dynamics import JointSpaceDynamics
 
 F64 = torch.float64
@@ -52,3 +53,29 @@ def test_bad_input_is_named() -> None:
     dynamics = JointSpaceDynamics(envs.make("mujoco/cartpole-swingup"))
     with pytest.raises(ValueError, match=r"joint state must be finite \[4\]"):
         dynamics(torch.zeros(3, dtype=F64), torch.zeros(1, dtype=F64))
+
+
+@pytest.mark.slow
+def test_ilqr_with_mujocos_derivatives_swings_the_mujoco_cart_pole_up() -> None:
+    """3 s (150 steps of 20 ms) planned by iLQR from MuJoCo's finite differences, quadratic
+    costs on angle (upright = 0, start at pi) and cart position, |u| <= 1; replayed open loop
+    on the env. Measured: cos theta 0.9999 at the end, return 168.3, about 40 s."""
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    env.reset(seed=0)
+    dynamics = JointSpaceDynamics(env)
+    x0 = torch.from_numpy(np.concatenate([dynamics._data.qpos, dynamics._data.qvel]))
+    low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+    result = ilqr(
+        dynamics,
+        lambda x, u, t: 0.01 * (u @ u) + 0.01 * x[1] ** 2 + 0.01 * x[0] ** 2,
+        lambda x: 10 * x[1] ** 2 + 5 * x[0] ** 2 + (x[2] ** 2 + x[3] ** 2),
+        x0.clone(), torch.zeros(150, 1, dtype=F64), ILQRConfig(max_iterations=100),
+        control_low=low, control_high=high,
+    )
+    assert bool((result.controls >= low).all() and (result.controls <= high).all())
+    obs, _ = env.reset(seed=0)
+    total = 0.0
+    for u in result.controls.numpy():
+        obs, reward, *_ = env.step(u)
+        total += reward
+    assert obs[1] > 0.999 and total > 150.0, (obs, total)

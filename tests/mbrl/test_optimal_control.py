@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from controllers import ILQRConfig, ilqr
+from controllers.ilqr import ILQRConfig, ilqr
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics, reward_cost
 from mbrl.training import TrainConfig, fit
