@@ -37,6 +37,7 @@ from torch.func import hessian, jacfwd, jacrev, vmap
 
 from controllers.box_qp import box_qp
 from controllers.protocols import Plan
+from controllers.sampling import initial_mean
 
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func, unless it also has
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
@@ -257,11 +258,8 @@ class ILQRPlanner:
             warm_start = torch.zeros(self.horizon, self.low.shape[0], dtype=dtype).clamp(
                 self.low, self.high
             )
-        elif tuple(warm_start.shape) != (self.horizon, self.low.shape[0]):
-            raise ValueError(
-                f"warm_start has shape {tuple(warm_start.shape)}, expected "
-                f"{(self.horizon, self.low.shape[0])}"
-            )
+        else:  # checked and clamped as the sampling planners do
+            warm_start = initial_mean(self.low, self.high, self.horizon, warm_start)
         result = ilqr(
             self.dynamics, self.cost, self.final_cost, state.to(dtype), warm_start.to(dtype),
             self.config, self.low, self.high, deadline=deadline,

@@ -106,17 +106,10 @@ class MPC:
         index = self._steps_since_plan // self.config.plan_step
         action = self.last_plan.actions[index]
         if self.config.plan_step == 1 and "feedback_gains" in self.last_plan.info:
-            action = self._with_feedback(action, index, torch.as_tensor(obs))
+            action = _with_feedback(self.last_plan, index, torch.as_tensor(obs))
         self._steps_since_plan += 1
         return action
 
-    def _with_feedback(self, action: torch.Tensor, index: int, state: torch.Tensor) -> torch.Tensor:
-        """`u_t + K_t (x - x_t)` for a plan that carries its gains (iLQR), inside its bounds."""
-        info = self.last_plan.info if self.last_plan is not None else {}
-        gains, planned = info["feedback_gains"], info["planned_states"]
-        low, high = info["action_bounds"]
-        correction = gains[index] @ (state.to(gains.dtype) - planned[index])
-        return torch.clamp(action + correction.to(action.dtype), low, high)
 
     def _replan(self, state: torch.Tensor) -> Plan:
         """A new plan from `state`, or the shifted previous one if one iteration overran."""
@@ -153,3 +146,12 @@ class MPC:
         actions = self.last_plan.actions
         tail = actions[-1:].expand(played, -1)
         return torch.cat([actions[played:], tail])
+
+
+def _with_feedback(plan: Plan, index: int, state: torch.Tensor) -> torch.Tensor:
+    """`u_t + K_t (x - x_t)` for a plan that carries its gains (iLQR), inside its bounds."""
+    gains, planned = plan.info["feedback_gains"], plan.info["planned_states"]
+    low, high = plan.info["action_bounds"]
+    action = plan.actions[index]
+    correction = gains[index] @ (state.to(gains.dtype) - planned[index])
+    return torch.clamp(action + correction.to(action.dtype), low, high)

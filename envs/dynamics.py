@@ -27,14 +27,12 @@ class SimulatorDynamics:
     """
 
     def __init__(self, env: RobotEnv) -> None:
-        repeat = env.repeat if isinstance(env, ActionRepeat) else 1
-        self.env = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT)
-        self.env.set_physics_params(**env.physics_params())
+        self.env = _private_copy(env)
         self.env.reset(seed=0)
         self.task = self.env.task
         # MuJoCo backends roll out many sequences at once in C threads; others step in Python.
         # Under an action repeat the inner env rolls out every substep, so the return is exact.
-        self._repeat = repeat
+        self._repeat = self.env.repeat if isinstance(self.env, ActionRepeat) else 1
         self._inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
         self._batched_rollout = None if isinstance(self._inner, RobotWrapper) else getattr(
             self._inner, "rollout", None
@@ -106,6 +104,15 @@ class SimulatorDynamics:
         return (rewards * alive).sum(dim=1)
 
 
+def _private_copy(env: RobotEnv) -> RobotEnv:
+    """A new env with `env`'s id, action repeat and physics parameters and no time limit, for
+    planning without disturbing the env that acts."""
+    repeat = env.repeat if isinstance(env, ActionRepeat) else 1
+    copy = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT)
+    copy.set_physics_params(**env.physics_params())
+    return copy
+
+
 def _numpy(x: Any) -> Array:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64, copy=False)
@@ -127,9 +134,7 @@ class JointSpaceDynamics:
     """
 
     def __init__(self, env: RobotEnv) -> None:
-        repeat = env.repeat if isinstance(env, ActionRepeat) else 1
-        self.env = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT)
-        self.env.set_physics_params(**env.physics_params())
+        self.env = _private_copy(env)
         self.env.set_state(env.get_state())
         inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
         model, data = getattr(inner, "_model", None), getattr(inner, "_data", None)
