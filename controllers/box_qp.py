@@ -7,13 +7,20 @@ Algorithm 2: at each iteration the dimensions at a bound whose gradient pushes o
 clamped; a Newton step on the free dimensions is followed by a projected Armijo line search.
 Control-limited DDP solves one such QP per time step of its backward pass and uses the free
 block's factor for the feedback gains.
+
+The arithmetic is NumPy float64: the matrices are a handful of entries, where a NumPy call
+costs a fraction of a torch op, and iLQR's backward pass solves one QP per time step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class BoxQPResult:
     x: torch.Tensor
     #: Dimensions not at an active bound `[n]` (bool).
     free: torch.Tensor
-    #: Cholesky factor of `H[free][:, free]` (`[n_free, n_free]`).
+    #: Lower Cholesky factor of `H[free][:, free]` (`[n_free, n_free]`).
     free_factor: torch.Tensor
     #: Why it stopped: "all_clamped", "small_gradient", "small_improvement" or
     #: "max_iterations".
@@ -36,65 +43,95 @@ def box_qp(
     x0: torch.Tensor | None = None, max_iterations: int = 100, min_gradient: float = 1e-10,
     min_relative_improvement: float = 1e-12, armijo: float = 0.1, step_factor: float = 0.6,
 ) -> BoxQPResult:
-    """Minimise `1/2 x'Hx + g'x` over the box `[lower, upper]` (all `[n]`), from `x0`.
+    """Minimise `1/2 x'Hx + g'x` over the box `[lower, upper]` (all `[n]`), from `x0`
+    (default: the box's centre), in float64.
 
     Raises:
         ValueError: an empty box (`lower > upper`), or `H` not positive definite on the free
             dimensions.
     """
-    if bool((lower > upper).any()):
+    def numpy(t: torch.Tensor) -> Array:
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    x, free, factor, reason = solve_box_qp(
+        numpy(H), numpy(g), numpy(lower), numpy(upper), None if x0 is None else numpy(x0),
+        max_iterations, min_gradient, min_relative_improvement, armijo, step_factor,
+    )
+    return BoxQPResult(
+        torch.from_numpy(x), torch.from_numpy(free), torch.from_numpy(factor), reason
+    )
+
+
+def solve_box_qp(
+    H: Array, g: Array, lower: Array, upper: Array, x0: Array | None = None,
+    max_iterations: int = 100, min_gradient: float = 1e-10,
+    min_relative_improvement: float = 1e-12, armijo: float = 0.1, step_factor: float = 0.6,
+) -> tuple[Array, NDArray[np.bool_], Array, str]:
+    """`box_qp` on NumPy arrays: `(x, free, free_factor, stop_reason)`."""
+    if (lower > upper).any():
         raise ValueError(f"lower bound above upper bound: {lower.tolist()} > {upper.tolist()}")
-    x = torch.clamp(x0 if x0 is not None else (lower + upper) / 2, lower, upper)
-    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    if H.shape == (1, 1):  # a scalar QP's minimiser is the clipped unconstrained one
+        if not H[0, 0] > 0:
+            raise ValueError("H must be positive definite on the free dimensions")
+        x = np.clip(-g / H[0], lower, upper)
+        free = (x > lower) & (x < upper) | (g + H[0] * x == 0)
+        return x, free, np.sqrt(H) if free[0] else np.empty((0, 0)), (
+            "small_gradient" if free[0] else "all_clamped"
+        )
+    x = np.clip(x0 if x0 is not None else (lower + upper) / 2, lower, upper)
+    x = np.where(np.isfinite(x), x, 0.0)
     value = 0.5 * x @ H @ x + g @ x
-    free = torch.ones_like(x, dtype=torch.bool)
+    free = np.ones(x.shape, dtype=bool)
     factor = _factor(H, free)
+    reason = "max_iterations"
     for _ in range(max_iterations):
         gradient = g + H @ x
         clamped = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
-        if bool(clamped.all()):
-            return _finish(H, g, x, lower, upper, "all_clamped")
-        if not torch.equal(~clamped, free):
+        if clamped.all():
+            reason = "all_clamped"
+            break
+        if not np.array_equal(~clamped, free):
             free = ~clamped
             factor = _factor(H, free)
-        if float(gradient[free].norm()) < min_gradient:
-            return _finish(H, g, x, lower, upper, "small_gradient")
+        if np.linalg.norm(gradient[free]) < min_gradient:
+            reason = "small_gradient"
+            break
         # Newton step on the free dimensions with the clamped ones held where they are.
-        direction = torch.zeros_like(x)
-        target = torch.cholesky_solve((g[free] + H[free][:, ~free] @ x[~free])[:, None], factor)
-        direction[free] = -target[:, 0] - x[free]
+        direction = np.zeros_like(x)
+        target = cholesky_solve(factor, g[free] + H[np.ix_(free, ~free)] @ x[~free])
+        direction[free] = -target - x[free]
         slope = float(gradient @ direction)
         if slope >= 0:  # no descent left (round-off)
-            return _finish(H, g, x, lower, upper, "small_improvement")
+            reason = "small_improvement"
+            break
         step = 1.0
         while True:
-            candidate = torch.clamp(x + step * direction, lower, upper)
+            candidate = np.clip(x + step * direction, lower, upper)
             candidate_value = 0.5 * candidate @ H @ candidate + g @ candidate
-            if float(candidate_value - value) / (step * slope) >= armijo or step < 1e-12:
+            if (candidate_value - value) / (step * slope) >= armijo or step < 1e-12:
                 break
             step *= step_factor
         improvement = float(value - candidate_value)
         x, value = candidate, candidate_value
         if improvement < min_relative_improvement * max(abs(float(value)), 1e-300):
-            return _finish(H, g, x, lower, upper, "small_improvement")
-    return _finish(H, g, x, lower, upper, "max_iterations")
-
-
-def _finish(
-    H: torch.Tensor, g: torch.Tensor, x: torch.Tensor, lower: torch.Tensor,
-    upper: torch.Tensor, reason: str,
-) -> BoxQPResult:
-    """The result at `x`, with the free set and factor of `x` itself."""
+            reason = "small_improvement"
+            break
+    # The free set and factor of the returned x itself.
     gradient = g + H @ x
     clamped = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
-    return BoxQPResult(x, ~clamped, _factor(H, ~clamped), reason)
+    return x, ~clamped, _factor(H, ~clamped), reason
 
 
-def _factor(H: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
-    block = H[free][:, free]
-    if block.numel() == 0:
+def cholesky_solve(factor: Array, b: Array) -> Array:
+    """`M^-1 b` for `M = L L'` given the lower factor `L` `[n, n]` (`b`: `[n]` or `[n, m]`)."""
+    return np.linalg.solve(factor.T, np.linalg.solve(factor, b))
+
+
+def _factor(H: Array, free: NDArray[np.bool_]) -> Array:
+    block = H[np.ix_(free, free)]
+    if block.size == 0:
         return block
-    factor, info = torch.linalg.cholesky_ex((block + block.mT) / 2)
-    if int(info) != 0:
-        raise ValueError("H must be positive definite on the free dimensions")
-    return factor
+    try:
+        return np.linalg.cholesky((block + block.T) / 2).astype(np.float64, copy=False)
+    except np.linalg.LinAlgError:
+        raise ValueError("H must be positive definite on the free dimensions") from None

@@ -16,7 +16,8 @@ while steps fail and shrinks back after successes).
 
 Stopping rules, checked after every iteration and reported in `ILQRResult.stop_reason`:
 
-- `"converged"`: an accepted step lowered the cost by less than `cost_tolerance` (relative);
+- `"converged"`: an accepted step lowered the cost by less than `cost_tolerance` (relative),
+  or the backward pass predicts less than that for the full step;
 - `"small_step"`: the feedforward step is below `step_tolerance` relative to the controls;
 - `"regularisation_exhausted"`: `mu` passed `mu_max` (no descent step could be found);
 - `"max_iterations"`.
@@ -32,10 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-from torch.func import hessian, jacfwd, jacrev, vmap
+from numpy.typing import NDArray
+from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
-from controllers.box_qp import box_qp
+from controllers.box_qp import cholesky_solve, solve_box_qp
 from controllers.protocols import Plan
 from controllers.sampling import initial_mean
 
@@ -43,9 +46,15 @@ from controllers.sampling import initial_mean
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
 #: instead (e.g. MuJoCo's finite differences, `envs.dynamics.JointSpaceDynamics`).
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`.
+#: Step of the centred differences of a dynamics' own `jacobians` that give DDP its second
+#: derivatives (the Jacobians themselves being finite differences with a much smaller step).
+SECOND_DERIVATIVE_STEP = 1e-4
+#: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`, torch
+#: functions differentiated by torch.func, unless they carry their own `derivatives` (as the
+#: quadratic costs of `controllers.costs` do), which are then used.
 CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 FinalCostFn = Callable[[torch.Tensor], torch.Tensor]
+Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class ILQRResult:
     cost: float
     #: Cost after each iteration, the initial trajectory's first.
     cost_history: list[float]
+    #: Seconds from the call's start to each entry of `cost_history`.
+    times: list[float]
     #: Iterations run.
     iterations: int
     #: Which stopping rule ended the run (see the module docstring).
@@ -136,17 +147,25 @@ def ilqr(
         )
     if not bool(torch.isfinite(x0).all() and torch.isfinite(controls).all()):
         raise ValueError("x0 and the initial controls must be finite")
+    call_started = time.perf_counter()
     limits = _check_limits(control_low, control_high, controls.shape[1])
-    if limits is not None:
-        controls = torch.clamp(controls, *limits)
-    steps = torch.arange(controls.shape[0], device=x0.device)
-    states, total = _rollout(dynamics, cost, final_cost, x0, controls, steps)
+    dtype, device = controls.dtype, controls.device
+    bounds = None if limits is None else (_float64(limits[0]), _float64(limits[1]))
+    horizon, du, dx = controls.shape[0], controls.shape[1], x0.shape[0]
+    steps = torch.arange(horizon, device=device)
+    # Iterates are NumPy float64 between passes; the derivatives see torch tensors.
+    start = np.broadcast_to(_float64(x0), (horizon + 1, dx))
+    u = _float64(controls) if bounds is None else np.clip(_float64(controls), *bounds)
+    x, u, total = _forward_pass(
+        dynamics, cost, final_cost, start, u, np.zeros((horizon, du)),
+        np.zeros((horizon, du, dx)), 1.0, steps, None, dtype,
+    )
     if not math.isfinite(total):
         raise ValueError("the initial controls give a non-finite cost; start from other controls")
     mu, delta = config.mu_init, 1.0
-    history = [total]
-    gains = controls.new_zeros(controls.shape[0], controls.shape[1], x0.shape[0])
-    previous_offsets = torch.zeros_like(controls)  # warm starts of the box QPs
+    history, times = [total], [time.perf_counter() - call_started]
+    gains = np.zeros((horizon, du, dx))
+    previous_offsets = np.zeros((horizon, du))  # warm starts of the box QPs
     stop_reason = "max_iterations"
     iterations = 0
     slowest_s, started = 0.0, time.perf_counter()
@@ -158,11 +177,13 @@ def ilqr(
                 break
         started = time.perf_counter()
         iterations += 1
-        derivatives = _derivatives(dynamics, cost, final_cost, states, controls, steps,
-                                   config.second_order)
+        derivatives = _derivatives(
+            dynamics, cost, final_cost, torch.from_numpy(x).to(dtype),
+            torch.from_numpy(u).to(dtype), steps, config.second_order,
+        )
         backward = None
         while backward is None:  # raise mu until the backward pass is positive definite
-            backward = _backward_pass(derivatives, mu, controls, limits, previous_offsets)
+            backward = _backward_pass(derivatives, mu, u, bounds, previous_offsets)
             if backward is None:
                 delta = max(config.mu_factor, delta * config.mu_factor)
                 mu = max(config.mu_min, mu * delta)
@@ -173,42 +194,50 @@ def ilqr(
             break
         offsets, gains, expected = backward
         previous_offsets = offsets
-        step = float(offsets.abs().max()) / (float(controls.abs().max()) + 1.0)
+        step = float(np.abs(offsets).max()) / (float(np.abs(u).max()) + 1.0)
         if step < config.step_tolerance:
             stop_reason = "small_step"
             break
+        if -(expected[0] + expected[1]) < config.cost_tolerance * max(abs(total), 1e-12):
+            stop_reason = "converged"  # not even the full step is predicted to help
+            break
         accepted = None
         for alpha in config.alphas:
-            new_states, new_controls, new_total = _forward_pass(
-                dynamics, cost, final_cost, states, controls, offsets, gains, alpha, steps,
-                limits,
+            new_x, new_u, new_total = _forward_pass(
+                dynamics, cost, final_cost, x, u, offsets, gains, alpha, steps, bounds, dtype
             )
             predicted = -(alpha * expected[0] + alpha**2 * expected[1])
             decrease = total - new_total
             if math.isfinite(new_total) and decrease > 0 and (
                 predicted <= 0 or decrease / predicted >= config.min_decrease_ratio
             ):
-                accepted = new_states, new_controls, new_total
+                accepted = new_x, new_u, new_total
                 break
         if accepted is None:  # no step size helped: regularise more and try again
             delta = max(config.mu_factor, delta * config.mu_factor)
             mu = max(config.mu_min, mu * delta)
             history.append(total)
+            times.append(time.perf_counter() - call_started)
             if mu > config.mu_max:
                 stop_reason = "regularisation_exhausted"
                 break
             continue
         relative = (total - accepted[2]) / max(abs(total), 1e-12)
-        states, controls, total = accepted
+        x, u, total = accepted
         history.append(total)
+        times.append(time.perf_counter() - call_started)
         delta = min(1.0 / config.mu_factor, delta / config.mu_factor)
         mu = mu * delta if mu * delta >= config.mu_min else 0.0
         if relative < config.cost_tolerance:
             stop_reason = "converged"
             break
+
+    def tensor(a: Array) -> torch.Tensor:
+        return torch.from_numpy(a).to(dtype=dtype, device=device)
+
     return ILQRResult(
-        states=states, controls=controls, gains=gains, cost=total, cost_history=history,
-        iterations=iterations, stop_reason=stop_reason, mu=mu,
+        states=tensor(x), controls=tensor(u), gains=tensor(gains), cost=total,
+        cost_history=history, times=times, iterations=iterations, stop_reason=stop_reason, mu=mu,
     )
 
 
@@ -301,21 +330,27 @@ def _derivatives(
     """First (and for DDP second) derivatives along the trajectory, vmapped over time."""
     x, u = states[:-1], controls
     jacobians = getattr(dynamics, "jacobians", None)
+    fxx = fuu = fux = None
     if jacobians is not None:  # the model's own derivatives (MuJoCo's finite differences)
-        if second_order:
-            raise ValueError("DDP needs second derivatives, which these dynamics do not give")
         fx, fu = jacobians(x, u)
+        if second_order:
+            fxx, fux, fuu = _differenced_jacobians(jacobians, x, u)
     else:
         fx, fu = vmap(jacrev(dynamics, argnums=(0, 1)))(x, u)
-    lx, lu = vmap(jacrev(cost, argnums=(0, 1)))(x, u, steps)
-    (lxx, _), (lux, luu) = vmap(hessian(cost, argnums=(0, 1)))(x, u, steps)
-    final_x = jacrev(final_cost)(states[-1])
-    final_xx = hessian(final_cost)(states[-1])
-    fxx = fuu = fux = None
-    if second_order:
-        (fxx, _), (fux, fuu) = vmap(jacfwd(jacrev(dynamics, argnums=(0, 1)), argnums=(0, 1)))(
-            x, u
-        )
+        if second_order:
+            (fxx, _), (fux, fuu) = vmap(
+                jacfwd(jacrev(dynamics, argnums=(0, 1)), argnums=(0, 1))
+            )(x, u)
+    own_derivatives = getattr(cost, "derivatives", None)
+    if own_derivatives is not None:  # a cost in closed form (`controllers.costs`)
+        lx, lu, lxx, luu, lux = own_derivatives(x, u, steps)
+    else:
+        lx, lu, lxx, luu, lux = _cost_derivatives(cost, x, u, steps)
+    own_final_derivatives = getattr(final_cost, "derivatives", None)
+    if own_final_derivatives is not None:
+        final_x, final_xx = own_final_derivatives(states[-1])
+    else:
+        final_x, final_xx = jacrev(final_cost)(states[-1]), hessian(final_cost)(states[-1])
     result = _Derivatives(
         fx=fx, fu=fu, lx=torch.cat([lx, final_x[None]]), lu=lu,
         lxx=torch.cat([lxx, final_xx[None]]), luu=luu, lux=lux, fxx=fxx, fuu=fuu, fux=fux,
@@ -327,76 +362,152 @@ def _derivatives(
     return result
 
 
+def _differenced_jacobians(
+    jacobians: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor, u: torch.Tensor, step: float = SECOND_DERIVATIVE_STEP,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`f_xx [H, dx, dx, dx]`, `f_ux [H, dx, du, dx]` and `f_uu [H, dx, du, du]` by centred
+    differences of the dynamics' own Jacobians, all `2 (dx + du) H` points in one call,
+    symmetrised in the two differentiated coordinates."""
+    horizon, dx = x.shape
+    z = torch.cat([x, u], dim=1)  # [H, n]
+    n = z.shape[1]
+    unit = torch.eye(n, dtype=z.dtype, device=z.device) * step
+    points = torch.cat([(z[:, None] + unit).reshape(-1, n), (z[:, None] - unit).reshape(-1, n)])
+    A, B = jacobians(points[:, :dx], points[:, dx:])
+    J = torch.cat([A, B], dim=-1).reshape(2, horizon, n, dx, n)  # [+-, t, j, i, k]
+    second = ((J[0] - J[1]) / (2 * step)).permute(0, 2, 3, 1)  # [t, i, k, j]: d2 f_i/dz_k dz_j
+    second = (second + second.transpose(-1, -2)) / 2
+    return second[:, :, :dx, :dx], second[:, :, dx:, :dx], second[:, :, dx:, dx:]
+
+
+def _cost_derivatives(
+    cost: CostFn, x: torch.Tensor, u: torch.Tensor, steps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`l_x [H, dx]`, `l_u [H, du]`, `l_xx`, `l_uu`, `l_ux` of the running costs.
+
+    The running costs' sum is separable in time, so the product of its Hessian with a unit
+    vector repeated at every step is the same column of every step's Hessian: `dx + du`
+    forward-over-reverse products (vmapped) give them all, several times faster than a
+    vmapped per-step Hessian.
+    """
+    horizon, dx = x.shape
+    z = torch.cat([x, u], dim=1)  # [H, n]
+    n = z.shape[1]
+
+    def running_total(z: torch.Tensor) -> torch.Tensor:
+        return vmap(lambda z_t, t: cost(z_t[:dx], z_t[dx:], t))(z, steps).sum()
+
+    def along(direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gradient, column = jvp(grad(running_total), (z,), (direction,))[:2]
+        return gradient, column
+
+    basis = torch.eye(n, dtype=z.dtype, device=z.device)[:, None, :].expand(n, horizon, n)
+    gradients, columns = vmap(along)(basis)  # [n, H, n] each; columns[i, t] = H_t e_i
+    l_z, l_zz = gradients[0], columns.permute(1, 2, 0)
+    return l_z[:, :dx], l_z[:, dx:], l_zz[:, :dx, :dx], l_zz[:, dx:, dx:], l_zz[:, dx:, :dx]
+
+
 def _backward_pass(
-    d: _Derivatives, mu: float, controls: torch.Tensor,
-    limits: tuple[torch.Tensor, torch.Tensor] | None, warm_offsets: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]] | None:
+    d: _Derivatives, mu: float, controls: Array, limits: tuple[Array, Array] | None,
+    warm_offsets: Array,
+) -> tuple[Array, Array, tuple[float, float]] | None:
     """Offsets k `[H, du]`, gains K `[H, du, dx]` and the expected decrease terms, or None
-    where a regularised Q_uu is not positive definite."""
-    horizon, dx = d.fx.shape[0], d.fx.shape[1]
-    identity = torch.eye(dx, dtype=d.fx.dtype, device=d.fx.device)
-    V_x, V_xx = d.lx[-1], d.lxx[-1]
-    offsets, gains = [], []
+    where a regularised Q_uu is not positive definite. NumPy float64: the matrices are small
+    and a NumPy call costs a fraction of a torch op."""
+    fx, fu, lx, lu, lxx, luu, lux = (
+        _float64(getattr(d, name)) for name in ("fx", "fu", "lx", "lu", "lxx", "luu", "lux")
+    )
+    second = None
+    if d.fxx is not None and d.fuu is not None and d.fux is not None:
+        second = _float64(d.fxx), _float64(d.fuu), _float64(d.fux)
+    horizon, dx, du = fu.shape
+    identity = np.eye(dx)
+    V_x, V_xx = lx[-1], lxx[-1]
+    offsets, gains = np.empty((horizon, du)), np.zeros((horizon, du, dx))
     linear, quadratic = 0.0, 0.0
     for t in reversed(range(horizon)):
-        fx, fu = d.fx[t], d.fu[t]
-        Q_x = d.lx[t] + fx.mT @ V_x
-        Q_u = d.lu[t] + fu.mT @ V_x
-        Q_xx = d.lxx[t] + fx.mT @ V_xx @ fx
+        fx_t, fu_t = fx[t], fu[t]
+        Q_x = lx[t] + fx_t.T @ V_x
+        Q_u = lu[t] + fu_t.T @ V_x
+        Q_xx = lxx[t] + fx_t.T @ V_xx @ fx_t
         V_reg = V_xx + mu * identity
-        Q_uu = d.luu[t] + fu.mT @ V_reg @ fu
-        Q_ux = d.lux[t] + fu.mT @ V_reg @ fx
-        if d.fxx is not None and d.fuu is not None and d.fux is not None:
-            Q_xx = Q_xx + torch.einsum("i,ijk->jk", V_x, d.fxx[t])
-            Q_uu = Q_uu + torch.einsum("i,ijk->jk", V_x, d.fuu[t])
-            Q_ux = Q_ux + torch.einsum("i,ijk->jk", V_x, d.fux[t])
-        Q_uu = (Q_uu + Q_uu.mT) / 2
-        factor, info = torch.linalg.cholesky_ex(Q_uu)
-        if int(info) != 0:
+        Q_uu = luu[t] + fu_t.T @ V_reg @ fu_t
+        Q_ux = lux[t] + fu_t.T @ V_reg @ fx_t
+        if second is not None:
+            Q_xx = Q_xx + np.einsum("i,ijk->jk", V_x, second[0][t])
+            Q_uu = Q_uu + np.einsum("i,ijk->jk", V_x, second[1][t])
+            Q_ux = Q_ux + np.einsum("i,ijk->jk", V_x, second[2][t])
+        Q_uu = (Q_uu + Q_uu.T) / 2
+        try:
+            factor = np.linalg.cholesky(Q_uu)
+        except np.linalg.LinAlgError:
             return None
+        K = gains[t]
         if limits is None:
-            k = -torch.cholesky_solve(Q_u[:, None], factor)[:, 0]
-            K = -torch.cholesky_solve(Q_ux, factor)
+            k = -cholesky_solve(factor, Q_u)
+            K[:] = -cholesky_solve(factor, Q_ux)
         else:  # the correction keeps u + k inside the box; clamped dimensions get no feedback
             low, high = limits
-            qp = box_qp(Q_uu, Q_u, low - controls[t], high - controls[t], warm_offsets[t])
-            k, K = qp.x, torch.zeros_like(Q_ux)
-            if bool(qp.free.any()):
-                K[qp.free] = -torch.cholesky_solve(Q_ux[qp.free], qp.free_factor)
+            k, free, free_factor, _ = solve_box_qp(
+                Q_uu, Q_u, low - controls[t], high - controls[t], warm_offsets[t]
+            )
+            if free.any():
+                K[free] = -cholesky_solve(free_factor, Q_ux[free])
+        offsets[t] = k
         linear += float(k @ Q_u)
         quadratic += 0.5 * float(k @ Q_uu @ k)
-        V_x = Q_x + K.mT @ Q_uu @ k + K.mT @ Q_u + Q_ux.mT @ k
-        V_xx = Q_xx + K.mT @ Q_uu @ K + K.mT @ Q_ux + Q_ux.mT @ K
-        V_xx = (V_xx + V_xx.mT) / 2
-        offsets.append(k)
-        gains.append(K)
-    return torch.stack(offsets[::-1]), torch.stack(gains[::-1]), (linear, quadratic)
+        V_x = Q_x + K.T @ (Q_uu @ k) + K.T @ Q_u + Q_ux.T @ k
+        V_xx = Q_xx + K.T @ Q_uu @ K + K.T @ Q_ux + Q_ux.T @ K
+        V_xx = (V_xx + V_xx.T) / 2
+    return offsets, gains, (linear, quadratic)
 
 
 def _forward_pass(
-    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, states: torch.Tensor,
-    controls: torch.Tensor, offsets: torch.Tensor, gains: torch.Tensor, alpha: float,
-    steps: torch.Tensor, limits: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The corrected controls (clipped into `limits`) rolled out on the true dynamics, and
-    their cost."""
-    x = states[0]
-    new_states, new_controls = [x], []
-    total = torch.zeros((), dtype=states.dtype, device=states.device)
+    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, states: Array,
+    controls: Array, offsets: Array, gains: Array, alpha: float, steps: torch.Tensor,
+    limits: tuple[Array, Array] | None, dtype: torch.dtype,
+) -> tuple[Array, Array, float]:
+    """The corrected controls `u_t + alpha k_t + K_t (x_t' - x_t)` (clipped into `limits`)
+    rolled out on the true dynamics, and their cost (infinite if the rollout diverges)."""
+    horizon = controls.shape[0]
+    new_states, new_controls = np.empty_like(states), np.empty_like(controls)
+    new_states[0] = states[0]
+    x = new_states[0]
     with torch.no_grad():
-        for t in range(controls.shape[0]):
+        for t in range(horizon):
             u = controls[t] + alpha * offsets[t] + gains[t] @ (x - states[t])
             if limits is not None:
-                u = torch.clamp(u, *limits)
-            total = total + cost(x, u, steps[t])
-            x = dynamics(x, u)
-            new_states.append(x)
-            new_controls.append(u)
-        total = total + final_cost(x)
-    value = float(total)
-    if not math.isfinite(value):
-        value = math.inf
-    return torch.stack(new_states), torch.stack(new_controls), value
+                u = np.minimum(np.maximum(u, limits[0]), limits[1])
+            new_controls[t] = u
+            x_next = dynamics(torch.from_numpy(x).to(dtype), torch.from_numpy(u).to(dtype))
+            x = new_states[t + 1] = _float64(x_next)
+            if not math.isfinite(x.sum()):  # NaN or infinity anywhere
+                return new_states, new_controls, math.inf
+        total = _trajectory_cost(cost, final_cost, new_states, new_controls, steps, dtype)
+    return new_states, new_controls, total
+
+
+def _trajectory_cost(
+    cost: CostFn, final_cost: FinalCostFn, states: Array, controls: Array,
+    steps: torch.Tensor, dtype: torch.dtype,
+) -> float:
+    """`sum_t cost(x_t, u_t, t) + final_cost(x_H)`, the running costs vmapped over time;
+    infinite where not finite."""
+    x, u = torch.from_numpy(states).to(dtype), torch.from_numpy(controls).to(dtype)
+
+    def running(x_t: torch.Tensor, u_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return cost(x_t, u_t, t)  # vmap would otherwise take the repr of a cost object
+
+    total = float(vmap(running)(x[:-1], u, steps).sum() + final_cost(x[-1]))
+    return total if math.isfinite(total) else math.inf
+
+
+def _float64(x: torch.Tensor) -> Array:
+    x = x.detach()
+    if x.dtype != torch.float64 or x.device.type != "cpu":
+        x = x.to("cpu", torch.float64)
+    return x.numpy()
 
 
 def _check_limits(
@@ -414,16 +525,3 @@ def _check_limits(
     if not finite or not bool((low <= high).all()):
         raise ValueError(f"control limits must be finite with low <= high: {low} {high}")
     return low, high
-
-
-def _rollout(
-    dynamics: DynamicsFn, cost: CostFn, final_cost: FinalCostFn, x0: torch.Tensor,
-    controls: torch.Tensor, steps: torch.Tensor,
-) -> tuple[torch.Tensor, float]:
-    zeros_k = torch.zeros_like(controls)
-    zeros_K = controls.new_zeros(controls.shape[0], controls.shape[1], x0.shape[0])
-    placeholder = x0.expand(controls.shape[0] + 1, -1)
-    states, _, total = _forward_pass(
-        dynamics, cost, final_cost, placeholder, controls, zeros_k, zeros_K, 1.0, steps
-    )
-    return states, total

@@ -35,6 +35,8 @@ _BUILTIN = [
      "dm_control: keep a nearly upright pole balanced on a cart"),
     ("dmc/pendulum-swingup", "envs.dmc:pendulum_swingup",
      "dm_control: swing a torque-limited pendulum up (sparse reward)"),
+    ("dmc/acrobot-swingup", "envs.dmc:acrobot_swingup",
+     "dm_control: swing a two-link arm, actuated at the elbow only, up to a target above it"),
     ("dmc/reacher-easy", "envs.dmc:reacher_easy",
      "dm_control: touch a large target with a two-link planar arm (sparse reward)"),
     ("dmc/cheetah-run", "envs.dmc:cheetah_run",

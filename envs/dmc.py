@@ -39,6 +39,27 @@ class PendulumTask(Task):
         return tolerance(next_obs[..., 0], bounds=(self.COSINE_BOUND, 1.0))
 
 
+class AcrobotTask(Task):
+    """dm_control acrobot swing-up: the tip's distance to the target 2 m above the shoulder,
+    `tolerance(d, bounds=(0, 0.2), margin=1)` (gaussian).
+
+    obs: `[horizontal (2), vertical (2), joint velocities (2)]` (6), where horizontal and
+    vertical are the links' orientations (`sin` and `cos` of the absolute link angles, upright
+    at 0); the tip is `(h1 + h2, v1 + v2)` from the shoulder, the links being 1 m long.
+    """
+
+    TARGET_RADIUS = 0.2
+
+    def __init__(self) -> None:
+        super().__init__(6, *_UNIT_BOX)
+
+    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        tip_x = next_obs[..., 0] + next_obs[..., 1]
+        tip_z = next_obs[..., 2] + next_obs[..., 3]
+        distance = torch.sqrt(tip_x * tip_x + (tip_z - 2.0) ** 2)
+        return tolerance(distance, bounds=(0.0, self.TARGET_RADIUS), margin=1.0)
+
+
 class ReacherTask(Task):
     """dm_control reacher: 1 while the finger touches the target.
 
@@ -229,6 +250,10 @@ def cartpole_balance(env_id: str, **kwargs: Any) -> DmControlEnv:
 
 def pendulum_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:
     return DmControlEnv(env_id, "pendulum", "swingup", PendulumTask(), **kwargs)
+
+
+def acrobot_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:
+    return DmControlEnv(env_id, "acrobot", "swingup", AcrobotTask(), **kwargs)
 
 
 def reacher_easy(env_id: str, **kwargs: Any) -> DmControlEnv:

@@ -7,16 +7,22 @@ vectors. It plans in a private copy of the env, so planning never disturbs the e
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import mujoco
+import mujoco.rollout
 import numpy as np
 import torch
 
 from envs.core import Array, RobotEnv
+from envs.mujoco_physics import substep_jacobians
 from envs.registry import make
 from envs.wrappers import ActionRepeat, RobotWrapper
 
 _NO_TIME_LIMIT = 10**9
+#: What `JointSpaceDynamics` keeps of the env's state besides qpos and qvel.
+_REFERENCE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
 class SimulatorDynamics:
@@ -115,25 +121,56 @@ def _private_copy(env: RobotEnv) -> RobotEnv:
 
 def _numpy(x: Any) -> Array:
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy().astype(np.float64, copy=False)
+        x = x.detach()
+        if x.dtype != torch.float64 or x.device.type != "cpu":
+            x = x.to("cpu", torch.float64)
+        return x.numpy()
     return np.asarray(x, dtype=np.float64)
 
 
 class JointSpaceDynamics:
     """The `[qpos, qvel]` dynamics of a MuJoCo-backed env, for gradient-based solvers.
 
-    `dynamics(x [2nv], u [du]) -> [2nv]` steps a private copy of the env one control step from
-    the joint state `x` (everything else, such as a reacher's target, as in the env's state when
-    this was built); `jacobians(xs [H, 2nv], us [H, du])` gives MuJoCo's finite-difference
-    Jacobians (`mujoco.mjd_transitionFD`, through `RobotEnv.linearize`) at each step. The
-    coordinates are `[qpos, qvel]` because every joint of the robots it accepts is a hinge or a
-    slide (`nq == nv`, no actuator state). Float64 torch tensors in and out.
+    `dynamics(x [2nv], u [du]) -> [2nv]` steps a private copy of the env's physics one control
+    step from the joint state `x`: the control, clipped into the action bounds, is held for the
+    step's `n` physics substeps (`env.control_timestep / timestep`, action repeat included),
+    the solver's warm start is zero (so the step depends on `x` and `u` alone), and everything
+    else (time, a reacher's target) is as in the env's state when this was built.
+
+    `jacobians(xs [H, 2nv], us [H, du])` gives MuJoCo finite-difference Jacobians of the
+    control step at each `(x_t, u_t)`, by one of two methods:
+
+    - `"substeps"`: MuJoCo's own `mujoco.mjd_transitionFD` of each physics substep (centred
+      differences by hand for RK4 models, which it does not support), chained along the
+      step: `A = A_n ... A_1`, `B = sum_j A_n ... A_{j+1} B_j`.
+    - `"control_step"`: differences of the whole control step, every perturbed step of the
+      horizon simulated in one `mujoco.rollout` call, without a Python call per substep:
+      several times faster, and what real-time MPC uses.
+
+    The coordinates are `[qpos, qvel]` because every joint of the robots it accepts is a hinge
+    or a slide (`nq == nv`, no actuator state). Everything calls MuJoCo directly on raw arrays,
+    without the env's per-step bookkeeping: an iLQR iteration steps thousands of substeps.
+    Float64 torch tensors in and out.
 
     Args:
         env: a MuJoCo-backed env (`dmc/...`, `mujoco/...`), optionally under an action repeat.
+        finite_differences: `"substeps"` or `"control_step"` (see above).
+        centred: centred differences (two perturbed steps per coordinate) rather than forward
+            ones (one; error of order `eps` rather than `eps**2`).
+        eps: the finite-difference step.
     """
 
-    def __init__(self, env: RobotEnv) -> None:
+    def __init__(
+        self, env: RobotEnv, finite_differences: str = "substeps", centred: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
+        if finite_differences not in ("substeps", "control_step"):
+            raise ValueError(
+                f"finite_differences must be 'substeps' or 'control_step', got "
+                f"{finite_differences!r}"
+            )
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
         self.env = _private_copy(env)
         self.env.set_state(env.get_state())
         inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
@@ -145,31 +182,119 @@ class JointSpaceDynamics:
                 f"{env.env_id} has ball or free joints or actuator states (nq={model.nq}, "
                 f"nv={model.nv}, na={model.na}); joint-space dynamics need hinges and slides"
             )
-        self._data, self._nq = data, model.nq
-        self._linearize = self.env.linearize  # type: ignore[attr-defined]  # MuJoCo envs have it
-        self._reference = self.env.get_state()
+        self._model, self._data, self._nq = model, data, model.nq
+        self._substeps = round(self.env.control_timestep / model.opt.timestep)
+        self._reference = np.empty(mujoco.mj_stateSize(model, _REFERENCE_SPEC))
+        mujoco.mj_getState(model, data, self._reference, _REFERENCE_SPEC)
+        self._low, self._high = self.env.task.action_low, self.env.task.action_high
+        self._method, self._centred, self._eps = finite_differences, centred, eps
+        self._rollout: tuple[mujoco.rollout.Rollout, list[mujoco.MjData]] | None = None
         self.state_dim = 2 * model.nq
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The joint state `[2nv]` one control step after `x` `[2nv]` under `u` `[du]`."""
-        self._go_to(_numpy(x))
-        self.env.step(_numpy(u))
+        self._go_to(_numpy(x), _numpy(u))
+        mujoco.mj_step(self._model, self._data, self._substeps)
         return torch.from_numpy(np.concatenate([self._data.qpos, self._data.qvel]))
 
     def jacobians(self, xs: torch.Tensor, us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`A [H, 2nv, 2nv]` and `B [H, 2nv, du]` of one control step at each `(x_t, u_t)`."""
-        A, B = [], []
-        for x, u in zip(_numpy(xs), _numpy(us), strict=True):
-            self._go_to(x)
-            a, b = self._linearize(self.env.get_state(), u)
-            A.append(a)
-            B.append(b)
-        return torch.from_numpy(np.stack(A)), torch.from_numpy(np.stack(B))
+        states, controls = _numpy(xs), _numpy(us)
+        if states.ndim != 2 or states.shape[1] != self.state_dim or controls.shape != (
+            states.shape[0], self._low.shape[0]
+        ):
+            raise ValueError(
+                f"need xs [H, {self.state_dim}] and us [H, {self._low.shape[0]}], got "
+                f"{list(states.shape)} and {list(controls.shape)}"
+            )
+        if not (np.isfinite(states).all() and np.isfinite(controls).all()):
+            raise ValueError("xs and us must be finite")
+        if self._method == "substeps":
+            A, B = self._substep_jacobians(states, controls)
+        else:
+            A, B = self._control_step_jacobians(states, controls)
+        return torch.from_numpy(A), torch.from_numpy(B)
 
-    def _go_to(self, x: Array) -> None:
-        if x.shape != (self.state_dim,) or not np.isfinite(x).all():
+    def _substep_jacobians(self, states: Array, controls: Array) -> tuple[Array, Array]:
+        model, data = self._model, self._data
+        horizon, nx, nu = states.shape[0], self.state_dim, model.nu
+        A, B = np.empty((horizon, nx, nx)), np.empty((horizon, nx, nu))
+        A_step, B_step = np.empty((nx, nx)), np.empty((nx, nu))
+        for t in range(horizon):
+            self._go_to(states[t], controls[t])
+            A_t, B_t = np.eye(nx), np.zeros((nx, nu))
+            for _ in range(self._substeps):
+                # Leaves `data` at the substep's start; `mj_step` then moves it on.
+                substep_jacobians(model, data, self._eps, self._centred, A_step, B_step)
+                mujoco.mj_step(model, data)
+                A_t, B_t = A_step @ A_t, A_step @ B_t + B_step
+            A[t], B[t] = A_t, B_t
+        return A, B
+
+    def _control_step_jacobians(self, states: Array, controls: Array) -> tuple[Array, Array]:
+        horizon, nx = states.shape
+        n = nx + self._low.shape[0]
+        eps, low, high = self._eps, self._low, self._high
+        u = np.clip(controls, low, high)
+        # Perturbed controls stay inside the bounds, where MuJoCo would clamp them (as
+        # `mjd_transitionFD` does): centred differences move their centre in by eps, forward
+        # ones step down from the upper bound.
+        if self._centred:
+            centre = np.concatenate([states, np.clip(u, low + eps, high - eps)], axis=1)
+            unit = np.eye(n) * eps
+            rows = np.concatenate([centre[:, None] + unit, centre[:, None] - unit], axis=1)
+            after = self._simulate(rows)  # [H, 2n, nx]
+            jacobian = (after[:, :n] - after[:, n:]) / (2 * eps)
+        else:
+            steps = np.full((horizon, n), eps)
+            steps[:, nx:] = np.where(u + eps > high, -eps, eps)
+            point = np.concatenate([states, u], axis=1)
+            perturbed = point[:, None] + steps[:, :, None] * np.eye(n)
+            after = self._simulate(np.concatenate([perturbed, point[:, None]], axis=1))
+            jacobian = (after[:, :n] - after[:, n:]) / steps[:, :, None]
+        jacobian = jacobian.transpose(0, 2, 1)  # [H, nx, nx + nu]
+        return np.ascontiguousarray(jacobian[:, :, :nx]), np.ascontiguousarray(jacobian[:, :, nx:])
+
+    def _simulate(self, rows: Array) -> Array:
+        """The joint states `[H, P, nx]` one control step after each row `(x, u)` of `rows`
+        `[H, P, nx + nu]`, all in one `mujoco.rollout` call."""
+        nx = self.state_dim
+        flat = rows.reshape(-1, rows.shape[-1])
+        initial = np.tile(self._reference, (flat.shape[0], 1))
+        initial[:, 1 : 1 + nx] = flat[:, :nx]  # the spec's layout: time, qpos, qvel, ...
+        control = np.repeat(flat[:, None, nx:], self._substeps, axis=1)  # held for n substeps
+        pool, datas = self._rollout_workers()
+        model = self._model
+        trajectories, _ = pool.rollout(
+            model, datas, initial, control, initial_warmstart=np.zeros((len(flat), model.nv)),
+        )
+        return trajectories[:, -1, 1 : 1 + nx].reshape(*rows.shape[:2], nx)
+
+    def _rollout_workers(self) -> tuple[mujoco.rollout.Rollout, list[mujoco.MjData]]:
+        if self._rollout is None:  # on the calling thread: one core
+            self._rollout = mujoco.rollout.Rollout(nthread=0), [mujoco.MjData(self._model)]
+        return self._rollout
+
+    def _go_to(self, x: Array, u: Array) -> None:
+        # Called for every step of every rollout: the cheapest checks that catch NaN.
+        if x.shape != (self.state_dim,) or not math.isfinite(x.sum()):
             raise ValueError(f"joint state must be finite [{self.state_dim}], got {x}")
-        self.env.set_state(self._reference)
-        self._data.qpos[:] = x[: self._nq]
-        self._data.qvel[:] = x[self._nq :]
-        self.env.set_state(self.env.get_state())  # recompute what depends on qpos, qvel
+        if u.shape != self._low.shape or not math.isfinite(u.sum()):
+            raise ValueError(f"control must be finite {list(self._low.shape)}, got {u}")
+        data = self._data
+        mujoco.mj_setState(self._model, data, self._reference, _REFERENCE_SPEC)
+        data.qpos[:] = x[: self._nq]
+        data.qvel[:] = x[self._nq :]
+        data.qacc_warmstart[:] = 0.0
+        data.ctrl[:] = np.minimum(np.maximum(u, self._low), self._high)
+
+
+def joint_state(env: RobotEnv) -> Array:
+    """The `[qpos, qvel]` `[2nv]` of a MuJoCo-backed env (see `JointSpaceDynamics`)."""
+    inner = env
+    while isinstance(inner, RobotWrapper):
+        inner = inner.inner
+    data = getattr(inner, "_data", None)
+    if data is None:
+        raise ValueError(f"{env.env_id} is not MuJoCo-backed: no joint state")
+    return np.concatenate([data.qpos, data.qvel])

@@ -114,15 +114,11 @@ def linearize(
     B = np.zeros((nx, model.nu))
     A_step = np.zeros((nx, nx))
     B_step = np.zeros((nx, model.nu))
-    rk4 = model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
     step_state = state
     for _ in range(n_substeps):
-        if rk4:
-            A_step, B_step = _centred_differences(model, data, step_state, ctrl, eps)
-        else:
-            set_state(model, data, step_state)
-            data.ctrl[:] = ctrl
-            mujoco.mjd_transitionFD(model, data, eps, True, A_step, B_step, None, None)
+        set_state(model, data, step_state)
+        data.ctrl[:] = ctrl
+        substep_jacobians(model, data, eps, True, A_step, B_step)
         A = A_step @ A
         B = A_step @ B + B_step
         set_state(model, data, step_state)
@@ -146,6 +142,23 @@ def linearize_env(
         return linearize(model, data, get_state(model, data), clipped, n_substeps)
     finally:
         env.set_state(saved)
+
+
+def substep_jacobians(
+    model: mujoco.MjModel, data: mujoco.MjData, eps: float, centred: bool, A: Array, B: Array
+) -> None:
+    """Write one physics step's Jacobians at `data`'s state and controls into `A`
+    `[2nv+na, 2nv+na]` and `B` `[2nv+na, nu]`, leaving `data` as it was.
+
+    MuJoCo's `mjd_transitionFD`, centred or forward; RK4 models, which it does not support,
+    get the same centred differences from `_centred_differences`.
+    """
+    if model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4:
+        mujoco.mjd_transitionFD(model, data, eps, centred, A, B, None, None)
+        return
+    state = get_state(model, data)
+    A[:], B[:] = _centred_differences(model, data, state, data.ctrl.copy(), eps)
+    set_state(model, data, state)
 
 
 def _centred_differences(

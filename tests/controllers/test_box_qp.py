@@ -12,10 +12,10 @@ from controllers.box_qp import box_qp
 F64 = torch.float64
 
 
+@pytest.mark.parametrize("n", [1, 5])  # 1: the scalar QP's closed form
 @pytest.mark.parametrize("seed", range(8))
-def test_the_solution_satisfies_the_kkt_conditions_and_matches_scipy(seed: int) -> None:
+def test_the_solution_satisfies_the_kkt_conditions_and_matches_scipy(seed: int, n: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    n = 5
     M = torch.randn(n, n, generator=generator, dtype=F64)
     H = M @ M.T + 0.1 * torch.eye(n, dtype=F64)
     g = 3 * torch.randn(n, generator=generator, dtype=F64)

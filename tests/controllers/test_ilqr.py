@@ -272,6 +272,29 @@ def test_dynamics_that_give_their_jacobians_are_differentiated_by_them() -> None
     _, expected = solve_lqr(A, B, Q, R, Q, horizon).rollout(x0, A, B)
     torch.testing.assert_close(result.controls, expected, rtol=1e-9, atol=1e-9)
     assert dynamics.calls >= 1
-    with pytest.raises(ValueError, match="DDP needs second derivatives"):
-        ilqr(dynamics, lambda x, u, t: u @ u, lambda x: x @ x, x0,
-             torch.zeros(horizon, 1, dtype=F64), ILQRConfig(second_order=True))
+
+
+class PendulumWithJacobians:
+    """The analytic pendulum, differentiated by its own `jacobians` (torch.func here, as a
+    simulator's finite differences would be)."""
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return pendulum(x, u)
+
+    def jacobians(self, xs: torch.Tensor, us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fx, fu = torch.func.vmap(torch.func.jacrev(pendulum, argnums=(0, 1)))(xs, us)
+        return fx, fu
+
+
+def test_ddp_differences_the_jacobians_of_dynamics_that_give_only_those() -> None:
+    generator = torch.Generator().manual_seed(3)
+    states = torch.randn(6, 2, generator=generator, dtype=F64)
+    controls = torch.randn(5, 1, generator=generator, dtype=F64)
+    steps = torch.arange(5)
+    exact = _derivatives(pendulum, swing_up_cost, swing_up_final_cost, states, controls, steps,
+                         second_order=True)
+    differenced = _derivatives(PendulumWithJacobians(), swing_up_cost, swing_up_final_cost,
+                               states, controls, steps, second_order=True)
+    for name in ("fxx", "fux", "fuu"):
+        torch.testing.assert_close(getattr(differenced, name), getattr(exact, name),
+                                   rtol=1e-6, atol=1e-7)

@@ -14,11 +14,23 @@ from envs.dynamics import JointSpaceDynamics
 F64 = torch.float64
 
 
-@pytest.mark.parametrize("env_id", ["mujoco/cartpole-swingup", "dmc/cartpole-swingup"])
-def test_the_jacobians_are_those_of_the_step(env_id: str) -> None:
+@pytest.mark.parametrize(
+    ("env_id", "finite_differences", "centred"),
+    [
+        ("mujoco/cartpole-swingup", "substeps", True),
+        ("dmc/cartpole-swingup", "substeps", True),  # RK4: differences by hand
+        ("mujoco/cartpole-swingup", "control_step", True),
+        ("dmc/cartpole-swingup", "control_step", True),
+        ("mujoco/cartpole-swingup", "substeps", False),
+        ("mujoco/cartpole-swingup", "control_step", False),
+    ],
+)
+def test_the_jacobians_are_those_of_the_step(
+    env_id: str, finite_differences: str, centred: bool
+) -> None:
     env = envs.make(env_id, action_repeat=2)
     env.reset(seed=0)
-    dynamics = JointSpaceDynamics(env)
+    dynamics = JointSpaceDynamics(env, finite_differences, centred)
     x = torch.tensor([0.1, 2.5, 0.3, -0.4], dtype=F64)  # mid-rail: smooth dynamics
     u = torch.tensor([0.2], dtype=F64)
     A, B = dynamics.jacobians(x[None], u[None])

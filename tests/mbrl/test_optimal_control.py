@@ -69,6 +69,13 @@ def test_the_solvers_jacobians_of_the_ensemble_are_the_models(
     du = torch.tensor([eps])
     torch.testing.assert_close(jac_u[:, 0], (step(x, u + du) - step(x, u - du)) / (2 * eps),
                                atol=2e-3, rtol=2e-2)
+    batch_x = torch.stack([x, torch.tensor([-2.0, 0.3]), torch.tensor([1.0, 2.0])])
+    batch_u = torch.tensor([[0.5], [-1.0], [2.0]])
+    A, B = step.jacobians(batch_x, batch_u)
+    for t in range(3):  # the batched reverse mode is torch.func's Jacobian at every row
+        expected_x, expected_u = torch.func.jacrev(step, argnums=(0, 1))(batch_x[t], batch_u[t])
+        torch.testing.assert_close(A[t], expected_x)
+        torch.testing.assert_close(B[t], expected_u)
     member = ensemble_dynamics(pendulum_model, member=1)
     members = pendulum_model.predict(x[None], u[None]).mean[:, 0]
     torch.testing.assert_close(member(x, u), members[1])

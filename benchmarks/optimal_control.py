@@ -1,0 +1,449 @@
+"""Optimal control on the true MuJoCo physics and through a learned ensemble.
+
+Three parts, each timed on one core (one torch thread, MuJoCo on the calling thread):
+
+1. **offline**: swing-ups from hanging straight down at rest, planned once on the true physics
+   with MuJoCo finite differences (`envs.dynamics.JointSpaceDynamics`): the cart-pole
+   (`mujoco/cartpole-swingup`, 20 ms steps, 3 s) and the acrobot (`dmc/acrobot-swingup`,
+   50 ms steps, 5 s). iLQR and DDP (second derivatives by differencing the Jacobians) run to
+   their stopping rules; CEM (on the task's reward, through `mujoco.rollout`) gets the wall
+   time of the slower of the two. Reported: solve time, iterations, the quadratic cost, and
+   the plan replayed open loop on the env (return, final angles).
+2. **mpc**: cart-pole swing-up episodes (10 s, from the env's random starts) by MPC on the
+   true physics, replanning every 4 control steps (80 ms) and playing iLQR's feedback gains
+   in between: iLQR with one iteration per replan (the real-time target: simulated seconds
+   per wall-clock second of the whole control loop >= 1), then iLQR, DDP and CEM each under
+   the same 80 ms budget per replan.
+3. **learned**: iLQR MPC through the PETS run's learned ensemble (mean of the members) on
+   dm_control's cart-pole, at PETS's 80 ms steps, with a quadratic cost on the observation.
+
+Costs are quadratic (`controllers.costs`) in joint space, with hinge angles wrapped into
+[-pi, pi) before planning so that upright is the nearest zero: a `1 - cos` cost has negative
+curvature at the bottom that no regularisation of the weak actuation outweighs (see
+docs/architecture.md).
+
+    python -m benchmarks.optimal_control [--parts offline mpc learned] [--seeds 0 1 2]
+
+Writes benchmarks/results/optimal_control.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import envs
+from benchmarks.provenance import RESULTS, provenance
+from controllers import CEM, MPC, CEMConfig, ILQRConfig, ILQRPlanner, MPCConfig
+from controllers.costs import QuadraticCost, QuadraticFinalCost
+from controllers.ilqr import ilqr
+from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
+from envs.wrappers import RobotWrapper
+from mbrl.checkpoint import load_model
+from mbrl.optimal_control import ensemble_dynamics
+
+F64 = torch.float64
+#: The target: iLQR MPC keeps up with the simulated robot on one core.
+TARGET_REAL_TIME_FACTOR = 1.0
+
+
+@dataclass(frozen=True)
+class SwingUp:
+    """One offline swing-up problem on the true physics."""
+
+    #: Registered env id.
+    env_id: str
+    #: Simulator steps per control step.
+    action_repeat: int
+    #: Control steps planned.
+    horizon: int
+    #: Indices of the hinge angles in the joint state (wrapped, upright at 0).
+    angles: tuple[int, ...]
+    #: Diagonal of the running state weights Q.
+    q: tuple[float, ...]
+    #: The control weight R.
+    r: float
+    #: Diagonal of the final state weights.
+    q_final: tuple[float, ...]
+    #: The hanging start: joint positions (velocities are zero).
+    hanging: tuple[float, ...]
+
+    def costs(self) -> tuple[QuadraticCost, QuadraticFinalCost]:
+        return (
+            QuadraticCost(torch.diag(torch.tensor(self.q, dtype=F64)),
+                          torch.tensor([[self.r]], dtype=F64)),
+            QuadraticFinalCost(torch.diag(torch.tensor(self.q_final, dtype=F64))),
+        )
+
+
+CARTPOLE = SwingUp(
+    env_id="mujoco/cartpole-swingup", action_repeat=2, horizon=150, angles=(1,),
+    q=(0.02, 0.02, 0.0, 0.0), r=0.02, q_final=(10.0, 20.0, 2.0, 2.0), hanging=(0.0, math.pi),
+)
+ACROBOT = SwingUp(
+    env_id="dmc/acrobot-swingup", action_repeat=5, horizon=100, angles=(0, 1),
+    q=(0.01, 0.01, 0.0, 0.0), r=0.001, q_final=(100.0, 100.0, 10.0, 10.0),
+    hanging=(math.pi, 0.0),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["offline", "mpc", "learned"],
+                        choices=["offline", "mpc", "learned"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="env seeds of the MPC episodes")
+    parser.add_argument("--model", type=Path,
+                        default=Path("runs/bench-pets/dmc-cartpole-swingup-seed0/model.pt"),
+                        help="the learned ensemble (python -m benchmarks.pets_learning makes it)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    results: dict[str, Any] = {}
+    if "offline" in args.parts:
+        results["offline"] = {
+            name: offline(problem) for name, problem in (("cartpole", CARTPOLE),
+                                                         ("acrobot", ACROBOT))
+        }
+    if "mpc" in args.parts:
+        results["mpc"] = mpc_comparison(args.seeds)
+    if "learned" in args.parts:
+        results["learned"] = learned(args.model, args.seeds)
+    summary = summarise(results)
+    print(json.dumps(summary, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "optimal_control.json"
+    payload = {"benchmark": "optimal_control", **provenance(), "summary": summary, **results}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    plot(results, args.out / "optimal_control.png")
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def hanging_env(problem: SwingUp) -> envs.RobotEnv:
+    """The problem's env with its joints set to the hanging start, at rest."""
+    env = envs.make(problem.env_id, action_repeat=problem.action_repeat)
+    env.reset(seed=0)
+    return set_joint_state(env, np.array([*problem.hanging, *([0.0] * len(problem.hanging))]))
+
+
+def set_joint_state(env: envs.RobotEnv, x: np.ndarray) -> envs.RobotEnv:
+    inner = env
+    while isinstance(inner, RobotWrapper):
+        inner = inner.inner
+    data = inner._data  # type: ignore[attr-defined]  # MuJoCo-backed envs
+    nq = data.qpos.shape[0]
+    data.qpos[:], data.qvel[:] = x[:nq], x[nq:]
+    env.set_state(env.get_state())  # recompute what depends on the joints
+    return env
+
+
+def wrapped(x: np.ndarray, angles: tuple[int, ...]) -> np.ndarray:
+    """The joint state with the hinge angles at `angles` wrapped into [-pi, pi)."""
+    x = x.copy()
+    x[list(angles)] = (x[list(angles)] + math.pi) % (2 * math.pi) - math.pi
+    return x
+
+
+def offline(problem: SwingUp) -> dict[str, Any]:
+    """iLQR and DDP to convergence, then CEM with the slower one's wall time."""
+    env = hanging_env(problem)
+    x0 = torch.from_numpy(wrapped(joint_state(env), problem.angles))
+    start = env.get_state()
+    low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+    cost, final_cost = problem.costs()
+    dynamics = JointSpaceDynamics(env, "control_step", centred=True)
+    rows: dict[str, Any] = {}
+    for name, second_order in (("iLQR", False), ("DDP", True)):
+        started = time.perf_counter()
+        result = ilqr(dynamics, cost, final_cost, x0, torch.zeros(problem.horizon, 1, dtype=F64),
+                      ILQRConfig(max_iterations=300, second_order=second_order), low, high)
+        seconds = time.perf_counter() - started
+        rows[name] = {
+            "solve_s": seconds, "iterations": result.iterations,
+            "stop_reason": result.stop_reason, "cost": result.cost,
+            "cost_history": result.cost_history, "times": result.times,
+            **replay(env, start, result.controls.numpy(), problem),
+        }
+        print(f"{problem.env_id} {name}: {seconds:.1f} s, {result.iterations} iterations "
+              f"({result.stop_reason}), cost {result.cost:.3f}, return "
+              f"{rows[name]['return']:.1f}", flush=True)
+    budget_s = max(rows["iLQR"]["solve_s"], rows["DDP"]["solve_s"])
+    planner = CEM(SimulatorDynamics(env), low, high, CEMConfig(
+        horizon=problem.horizon, population=200, elites=20, iterations=10_000,
+        momentum=0.1, initial_std=0.5,
+    ), generator=torch.Generator().manual_seed(0))
+    env.set_state(start)
+    started = time.perf_counter()
+    plan = planner.plan(torch.from_numpy(start), deadline=started + budget_s)
+    seconds = time.perf_counter() - started
+    controls = plan.actions.to(F64)
+    states = [x0]
+    for u in controls:
+        states.append(dynamics(states[-1], u))
+    running = sum(cost(x, u, torch.tensor(0)) for x, u in zip(states[:-1], controls, strict=True))
+    cem_cost = float(running + final_cost(states[-1]))
+    rows["CEM"] = {
+        "solve_s": seconds, "iterations": plan.info.get("iterations"), "cost": cem_cost,
+        "expected_return": plan.expected_return,
+        **replay(env, start, controls.numpy(), problem),
+    }
+    print(f"{problem.env_id} CEM: {seconds:.1f} s, {plan.info.get('iterations')} iterations, "
+          f"cost {cem_cost:.3f}, return {rows['CEM']['return']:.1f}", flush=True)
+    return {"problem": asdict(problem), "planners": rows}
+
+
+def replay(
+    env: envs.RobotEnv, start: np.ndarray, controls: np.ndarray, problem: SwingUp
+) -> dict[str, Any]:
+    """The open-loop plan played on the env from `start`: return and final angles."""
+    env.set_state(start)
+    total = 0.0
+    for u in controls:
+        _, reward, *_ = env.step(u)
+        total += reward
+    final = wrapped(joint_state(env), problem.angles)
+    return {"return": total, "final_angles": final[list(problem.angles)].tolist()}
+
+
+# --------------------------------------------------------------------------- MPC
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What one MPC episode measured."""
+
+    return_: float
+    final_cos: float
+    wall_s: float
+    simulated_s: float
+    plan_ms: list[float]
+    overruns: int
+    fallbacks: int
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.simulated_s / self.wall_s
+
+
+def mpc_comparison(seeds: list[int]) -> dict[str, Any]:
+    """Cart-pole MPC episodes for each planner and seed."""
+    problem = CARTPOLE
+    cost, final_cost = problem.costs()
+    replan_every, horizon = 4, 50
+    budget_ms = replan_every * 20.0  # the real-time budget: 4 control steps of 20 ms
+
+    def ilqr_controller(env: envs.RobotEnv, second_order: bool, iterations: int,
+                        budget: float | None) -> MPC:
+        dynamics = JointSpaceDynamics(env, "control_step", centred=second_order)
+        low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+        planner = ILQRPlanner(dynamics, cost, final_cost, horizon, low, high,
+                              ILQRConfig(max_iterations=iterations, second_order=second_order))
+        return MPC(planner, MPCConfig(replan_every=replan_every, time_budget_ms=budget))
+
+    def cem_controller(env: envs.RobotEnv, seed: int) -> MPC:
+        low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+        planner = CEM(SimulatorDynamics(env), low, high, CEMConfig(
+            horizon=horizon, population=32, elites=4, iterations=100, keep_elites_fraction=0.5,
+        ), generator=torch.Generator().manual_seed(seed))
+        return MPC(planner, MPCConfig(replan_every=replan_every, time_budget_ms=budget_ms))
+
+    joint = lambda env: wrapped(joint_state(env), problem.angles)  # noqa: E731
+    full = lambda env: env.get_state()  # noqa: E731
+    variants: dict[str, tuple[Callable[[envs.RobotEnv, int], MPC], Callable[..., np.ndarray]]] = {
+        "iLQR, 1 iteration per replan": (lambda env, s: ilqr_controller(env, False, 1, None),
+                                         joint),
+        f"iLQR, {budget_ms:.0f} ms budget": (
+            lambda env, s: ilqr_controller(env, False, 100, budget_ms), joint),
+        f"DDP, {budget_ms:.0f} ms budget": (
+            lambda env, s: ilqr_controller(env, True, 100, budget_ms), joint),
+        f"CEM, {budget_ms:.0f} ms budget": (cem_controller, full),
+    }
+    rows: dict[str, Any] = {}
+    for name, (make_controller, state_of) in variants.items():
+        episodes = []
+        for seed in seeds:
+            env = envs.make(problem.env_id, action_repeat=problem.action_repeat)
+            env.reset(seed=seed)
+            controller = make_controller(env, seed)
+            episodes.append(run_episode(env, controller, state_of, seed))
+            e = episodes[-1]
+            print(f"MPC {name}, seed {seed}: return {e.return_:.1f}, final cos "
+                  f"{e.final_cos:.3f}, real-time factor {e.real_time_factor:.2f}, median "
+                  f"replan {np.median(e.plan_ms):.1f} ms, fallbacks {e.fallbacks}", flush=True)
+        rows[name] = {
+            "episodes": [{**asdict(e), "real_time_factor": e.real_time_factor} for e in episodes],
+            "mean_return": float(np.mean([e.return_ for e in episodes])),
+            "median_real_time_factor": float(np.median([e.real_time_factor for e in episodes])),
+            "median_plan_ms": float(np.median(np.concatenate([e.plan_ms for e in episodes]))),
+        }
+    return {"replan_every": replan_every, "horizon": horizon, "budget_ms": budget_ms,
+            "control_step_s": 0.02, "planners": rows}
+
+
+def run_episode(
+    env: envs.RobotEnv, controller: MPC, state_of: Callable[[envs.RobotEnv], np.ndarray],
+    seed: int,
+) -> Episode:
+    """One episode from `env.reset(seed)`; the wall time is the whole control loop's."""
+    obs, _ = env.reset(seed=seed)
+    controller.reset()
+    total, plan_ms, done, steps = 0.0, [], False, 0
+    started = time.perf_counter()
+    while not done:
+        replans = controller.stats.replans
+        action = controller.act(torch.from_numpy(state_of(env)))
+        if controller.stats.replans > replans:
+            plan_ms.append(controller.stats.last_plan_ms)
+        obs, reward, terminated, truncated, _ = env.step(action.numpy())
+        total += reward
+        steps += 1
+        done = terminated or truncated
+    wall = time.perf_counter() - started
+    return Episode(
+        return_=total, final_cos=float(obs[1]), wall_s=wall,
+        simulated_s=steps * env.control_timestep, plan_ms=plan_ms,
+        overruns=controller.stats.overruns, fallbacks=controller.stats.fallbacks,
+    )
+
+
+# --------------------------------------------------------------------------- learned
+
+
+def learned(model_path: Path, seeds: list[int]) -> dict[str, Any]:
+    """iLQR MPC through the learned ensemble's mean on dm_control's cart-pole."""
+    if not model_path.exists():
+        raise FileNotFoundError(
+            f"{model_path} does not exist: run `python -m benchmarks.pets_learning --config "
+            "configs/pets_cartpole.json --seeds 0 --runs runs/bench-pets` first"
+        )
+    model = load_model(model_path)
+    action_repeat, horizon, iterations = 8, 15, 3
+    # obs [x, cos, sin, x', w]: upright is cos = 1, sin = 0, centred, at rest.
+    upright = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0], dtype=F64)
+    cost = QuadraticCost(torch.diag(torch.tensor([0.2, 1.0, 1.0, 0.0, 0.0], dtype=F64)),
+                         torch.tensor([[0.02]], dtype=F64), x_ref=upright)
+    final_cost = QuadraticFinalCost(
+        torch.diag(torch.tensor([1.0, 5.0, 5.0, 0.1, 0.1], dtype=F64)), x_ref=upright
+    )
+    dynamics = ensemble_dynamics(model)
+    episodes = []
+    for seed in seeds:
+        env = envs.make("dmc/cartpole-swingup", action_repeat=action_repeat)
+        low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+        planner = ILQRPlanner(dynamics, cost, final_cost, horizon, low, high,
+                              ILQRConfig(max_iterations=iterations))
+        controller = MPC(planner, MPCConfig(replan_every=1))
+        episode = run_episode(env, controller, lambda env: env.observe(), seed)
+        episodes.append(episode)
+        print(f"learned-model iLQR MPC, seed {seed}: return {episode.return_:.1f}, median "
+              f"replan {np.median(episode.plan_ms):.1f} ms", flush=True)
+    return {
+        "model": str(model_path), "action_repeat": action_repeat, "horizon": horizon,
+        "iterations_per_replan": iterations,
+        "episodes": [{**asdict(e), "real_time_factor": e.real_time_factor} for e in episodes],
+        "mean_return": float(np.mean([e.return_ for e in episodes])),
+        "median_plan_ms": float(np.median(np.concatenate([e.plan_ms for e in episodes]))),
+    }
+
+
+# --------------------------------------------------------------------------- summary, plot
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for task, rows in results.get("offline", {}).items():
+        summary[f"offline_{task}"] = {
+            name: {k: row[k] for k in ("solve_s", "iterations", "cost", "return")
+                   if k in row} | {"stop_reason": row.get("stop_reason")}
+            for name, row in rows["planners"].items()
+        }
+    if "mpc" in results:
+        rows = results["mpc"]["planners"]
+        summary["mpc"] = {
+            name: {k: row[k] for k in ("mean_return", "median_real_time_factor",
+                                       "median_plan_ms")}
+            for name, row in rows.items()
+        }
+        headline = rows["iLQR, 1 iteration per replan"]
+        swung_up = all(e["final_cos"] > 0.99 for e in headline["episodes"])
+        summary["target"] = {
+            "real_time_factor": headline["median_real_time_factor"],
+            "min_real_time_factor": min(e["real_time_factor"] for e in headline["episodes"]),
+            "all_swung_up": swung_up, "target": TARGET_REAL_TIME_FACTOR,
+            "met": swung_up and min(e["real_time_factor"] for e in headline["episodes"])
+            >= TARGET_REAL_TIME_FACTOR,
+        }
+    if "learned" in results:
+        summary["learned"] = {k: results["learned"][k] for k in ("mean_return",
+                                                                 "median_plan_ms")}
+    return summary
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    n_axes = (2 if "offline" in results else 0) + ("mpc" in results) * 2 + ("learned" in results)
+    fig, axes = plt.subplots(1, max(n_axes, 1), figsize=(5 * max(n_axes, 1), 4))
+    axes = np.atleast_1d(axes)
+    index = 0
+    for task, rows in results.get("offline", {}).items():
+        ax = axes[index]
+        index += 1
+        for name, row in rows["planners"].items():
+            if "times" in row:
+                ax.plot(row["times"], row["cost_history"], marker=".", label=name)
+            else:
+                ax.scatter([row["solve_s"]], [row["cost"]], color="black", zorder=3,
+                           label=f"{name} (same wall time)")
+        ax.set_yscale("log")
+        ax.set_xlabel("wall-clock seconds")
+        ax.set_ylabel("quadratic cost of the plan")
+        ax.set_title(f"offline {task} swing-up, true MuJoCo physics")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if "mpc" in results:
+        rows = results["mpc"]["planners"]
+        names = list(rows)
+        short = [n.replace(" per replan", "").replace(" budget", "") for n in names]
+        ax = axes[index]
+        index += 1
+        ax.bar(short, [rows[n]["mean_return"] for n in names], color="tab:blue")
+        ax.set_ylabel("mean episode return (10 s)")
+        ax.set_title("cart-pole MPC, true physics")
+        ax.tick_params(axis="x", labelrotation=20)
+        ax = axes[index]
+        index += 1
+        ax.bar(short, [rows[n]["median_real_time_factor"] for n in names], color="tab:green")
+        ax.axhline(TARGET_REAL_TIME_FACTOR, color="red", ls="--", label="real time")
+        ax.set_ylabel("simulated s per wall-clock s (median)")
+        ax.set_title("real-time factor, one core")
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.legend()
+    if "learned" in results:
+        ax = axes[index]
+        episodes = results["learned"]["episodes"]
+        ax.bar([str(i) for i in range(len(episodes))], [e["return_"] for e in episodes])
+        ax.set_xlabel("episode")
+        ax.set_ylabel("return")
+        ax.set_title("iLQR MPC through the learned ensemble")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
