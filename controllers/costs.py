@@ -1,18 +1,23 @@
-"""Quadratic costs with their derivatives in closed form, for the LQR-family solvers.
+"""Costs with their own derivatives, for the LQR-family solvers.
+
+Quadratic costs (the cost of `controllers.lqr`'s problem with constant references):
 
     cost(x, u, t)  = 1/2 (x - r)' Q (x - r) + 1/2 (u - v)' R (u - v)
     final_cost(x)  = 1/2 (x - r)' Q_final (x - r)
 
-(the cost of `controllers.lqr`'s problem with constant references). Both are torch functions
-that `torch.func` can differentiate, and both carry a `derivatives` method that `ilqr` uses
-instead: a cost given in closed form needs no automatic differentiation.
+and residual costs `1/2 r(x)' W r(x) + 1/2 (u - v)' R (u - v)` with Gauss-Newton derivatives.
+All are torch functions that `torch.func` can differentiate, and all carry a `derivatives`
+method that `ilqr` uses instead: closed-form quadratic derivatives need no automatic
+differentiation, and the Gauss-Newton ones are positive semi-definite by construction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.func import jacrev, vmap
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,83 @@ def _check_reference(reference: torch.Tensor | None, size: int, name: str) -> No
         return
     if tuple(reference.shape) != (size,) or not bool(torch.isfinite(reference).all()):
         raise ValueError(f"{name} must be finite [{size}], got shape {list(reference.shape)}")
+
+
+#: `residual(x [dx]) -> [dr]`, differentiable by torch.func.
+Residual = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ResidualCost:
+    """The running cost `1/2 r(x)' W r(x) + 1/2 (u - u_ref)' R (u - u_ref)` of a residual
+    `r`, with Gauss-Newton derivatives: `l_x = J' W r`, `l_xx = J' W J` (`J = dr/dx`).
+
+    Dropping the residual's curvature keeps `l_xx` positive semi-definite where the exact
+    Hessian is not: a pendulum's `1 - cos(theta)` is the residual `[1 - cos, sin]`, whose
+    exact Hessian is negative at the bottom, where a swing-up starts (Gauss-Newton costs as
+    in Crocoddyl; Mastalli et al. 2020).
+    """
+
+    #: The residual `r(x [dx]) -> [dr]`.
+    residual: Residual
+    #: Residual weights `[dr, dr]`, symmetric positive semi-definite.
+    W: torch.Tensor
+    #: Control weights `[du, du]`, symmetric positive definite.
+    R: torch.Tensor
+    #: Reference control `[du]` (None: zero).
+    u_ref: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        _check_weights(self.W, "W", definite=False)
+        _check_weights(self.R, "R", definite=True)
+        _check_reference(self.u_ref, self.R.shape[0], "u_ref")
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The cost `[]` of `x` `[dx]` and `u` `[du]`."""
+        r, du = self.residual(x), _offset(u, self.u_ref)
+        return 0.5 * (r @ self.W @ r + du @ self.R @ du)
+
+    def derivatives(
+        self, xs: torch.Tensor, us: torch.Tensor, steps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gauss-Newton `l_x [H, dx]`, `l_xx [H, dx, dx]`; exact `l_u`, `l_uu`; `l_ux` = 0."""
+        horizon, du_size = xs.shape[0], us.shape[1]
+        W, R = self.W.to(xs.dtype), self.R.to(xs.dtype)
+        l_x, l_xx = _gauss_newton(self.residual, W, xs)
+        return (
+            l_x, _offset(us, self.u_ref) @ R, l_xx, R.expand(horizon, du_size, du_size),
+            xs.new_zeros(horizon, du_size, xs.shape[1]),
+        )
+
+
+@dataclass(frozen=True)
+class ResidualFinalCost:
+    """The final cost `1/2 r(x)' W r(x)` with Gauss-Newton derivatives (see `ResidualCost`)."""
+
+    #: The residual `r(x [dx]) -> [dr]`.
+    residual: Residual
+    #: Residual weights `[dr, dr]`, symmetric positive semi-definite.
+    W: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _check_weights(self.W, "W", definite=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The cost `[]` of the final state `x` `[dx]`."""
+        r = self.residual(x)
+        return 0.5 * r @ self.W @ r
+
+    def derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gauss-Newton `l_x [dx]` and `l_xx [dx, dx]` at `x` `[dx]`."""
+        l_x, l_xx = _gauss_newton(self.residual, self.W.to(x.dtype), x[None])
+        return l_x[0], l_xx[0]
+
+
+def _gauss_newton(
+    residual: Residual, W: torch.Tensor, xs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`J' W r` `[H, dx]` and `J' W J` `[H, dx, dx]` at each row of `xs` `[H, dx]`."""
+    r = vmap(residual)(xs)  # [H, dr]
+    J = vmap(jacrev(residual))(xs)  # [H, dr, dx]
+    WJ = W @ J
+    return (J.mT @ (W @ r[..., None]))[..., 0], J.mT @ WJ

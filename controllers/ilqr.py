@@ -245,7 +245,9 @@ class ILQRPlanner:
     """iLQR (or DDP) as a `Planner` for `MPC`, through differentiable dynamics.
 
     Each `plan(x0)` runs `ilqr` from the warm start (the previous plan shifted, which `MPC`
-    passes) or from zero controls clipped into the bounds, under the caller's deadline. The
+    passes) or, cold, from `initial_controls` with `cold_config` (an episode's first plan,
+    which a robot at rest can afford to solve further than a replan), under the caller's
+    deadline. The
     plan's `info` carries what `MPC` needs to close the loop between replans:
     `feedback_gains` K `[H, du, dx]` and `planned_states` `[H+1, dx]` (so the control played at
     step t is `u_t + K_t (x - x_t)`, clipped into `action_bounds`). The gains are those of the
@@ -257,6 +259,11 @@ class ILQRPlanner:
         horizon: H.
         action_low, action_high: `[du]` control limits.
         config: `ILQRConfig` (`second_order=True`: DDP).
+        cold_config: the settings of a plan without a warm start (None: `config`).
+        initial_controls: `[H, du]`, where a plan without a warm start begins (None: zeros),
+            clipped into the bounds. From a stationary point of the cost, such as a pendulum
+            hanging at rest under a cost symmetric about the bottom, iLQR cannot move: a
+            nonzero guess breaks the symmetry.
     """
 
     def __init__(
@@ -268,6 +275,8 @@ class ILQRPlanner:
         action_low: torch.Tensor,
         action_high: torch.Tensor,
         config: ILQRConfig = ILQRConfig(),
+        cold_config: ILQRConfig | None = None,
+        initial_controls: torch.Tensor | None = None,
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -276,6 +285,10 @@ class ILQRPlanner:
         self.horizon = horizon
         self.low, self.high = action_low, action_high
         self.config = config
+        self.cold_config = config if cold_config is None else cold_config
+        if initial_controls is None:
+            initial_controls = torch.zeros(horizon, action_low.shape[0], dtype=action_low.dtype)
+        self.initial_controls = initial_mean(action_low, action_high, horizon, initial_controls)
 
     def plan(
         self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
@@ -283,15 +296,14 @@ class ILQRPlanner:
     ) -> Plan:
         """Optimise `[H, du]` controls from `state` `[dx]` (see the class docstring)."""
         dtype = self.low.dtype
+        config = self.config
         if warm_start is None:
-            warm_start = torch.zeros(self.horizon, self.low.shape[0], dtype=dtype).clamp(
-                self.low, self.high
-            )
+            warm_start, config = self.initial_controls, self.cold_config
         else:  # checked and clamped as the sampling planners do
             warm_start = initial_mean(self.low, self.high, self.horizon, warm_start)
         result = ilqr(
             self.dynamics, self.cost, self.final_cost, state.to(dtype), warm_start.to(dtype),
-            self.config, self.low, self.high, deadline=deadline,
+            config, self.low, self.high, deadline=deadline,
         )
         return Plan(
             actions=result.controls,
