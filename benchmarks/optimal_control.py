@@ -93,8 +93,10 @@ class SwingUp:
     r: float
     #: The hanging start: joint positions (velocities are zero).
     hanging: tuple[float, ...]
-    #: The constant control every plan without a warm start begins from: at rest straight
-    #: down the costs are stationary, and iLQR would never leave.
+    #: Where plans without a warm start begin: at rest straight down the costs are
+    #: stationary, and iLQR would never leave. MPC's first plan holds this control; an
+    #: offline plan pushes with it for 0.2 s and back for 0.2 s, then holds zero, so that
+    #: its first trajectory does not drive the cart into the rail's end.
     initial_control: float = 0.3
 
     def costs(self) -> tuple[ResidualCost, ResidualFinalCost]:
@@ -111,7 +113,16 @@ class SwingUp:
         )
 
     def initial_controls(self, horizon: int) -> torch.Tensor:
+        """MPC's cold start: `[horizon, 1]`, the initial control throughout."""
         return torch.full((horizon, 1), self.initial_control, dtype=F64)
+
+    def offline_initial_controls(self, step_s: float) -> torch.Tensor:
+        """The offline plans' start: `[horizon, 1]`, a push and a pull of 0.2 s each."""
+        controls = torch.zeros(self.horizon, 1, dtype=F64)
+        push = max(1, round(0.2 / step_s))
+        controls[:push] = self.initial_control
+        controls[push : 2 * push] = -self.initial_control
+        return controls
 
     def describe(self) -> dict[str, Any]:
         fields = asdict(self)
@@ -195,7 +206,8 @@ def offline(problem: SwingUp) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name, second_order in (("iLQR", False), ("DDP", True)):
         started = time.perf_counter()
-        result = ilqr(dynamics, cost, final_cost, x0, problem.initial_controls(problem.horizon),
+        start_controls = problem.offline_initial_controls(env.control_timestep)
+        result = ilqr(dynamics, cost, final_cost, x0, start_controls,
                       ILQRConfig(max_iterations=300, second_order=second_order), low, high)
         seconds = time.perf_counter() - started
         rows[name] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from controllers.costs import QuadraticCost, QuadraticFinalCost
+from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from controllers.ilqr import ILQRConfig, _cost_derivatives, ilqr
 from controllers.lqr import solve_lqr
 
@@ -70,3 +70,39 @@ def test_bad_weights_and_references_are_refused_by_name() -> None:
         QuadraticFinalCost(eye2 * torch.nan)
     with pytest.raises(ValueError, match=r"x_ref must be finite \[2\]"):
         QuadraticFinalCost(eye2, x_ref=torch.zeros(3, dtype=F64))
+
+
+def pendulum_residual(x: torch.Tensor) -> torch.Tensor:
+    """`[1 - cos, sin]` of the angle from upright."""
+    return torch.stack([1 - torch.cos(x[0]), torch.sin(x[0])])
+
+
+def test_residual_costs_have_gauss_newton_derivatives() -> None:
+    W, R = torch.diag(torch.tensor([2.0, 3.0], dtype=F64)), torch.eye(1, dtype=F64)
+    cost = ResidualCost(pendulum_residual, W, R)
+    xs = torch.tensor([[0.3, 1.0], [3.1, -2.0], [-2.0, 0.5]], dtype=F64)
+    us = torch.tensor([[0.5], [-1.0], [0.0]], dtype=F64)
+    l_x, l_u, l_xx, l_uu, l_ux = cost.derivatives(xs, us, torch.arange(3))
+    for t in range(3):
+        J = torch.func.jacrev(pendulum_residual)(xs[t])  # [2, 2]
+        r = pendulum_residual(xs[t])
+        torch.testing.assert_close(l_x[t], J.T @ W @ r)
+        gradient = torch.func.grad(cost)(xs[t], us[t], torch.tensor(t))
+        torch.testing.assert_close(l_x[t], gradient)
+        torch.testing.assert_close(l_xx[t], J.T @ W @ J)
+    torch.testing.assert_close(l_u, us @ R)
+    torch.testing.assert_close(l_uu, R.expand(3, 1, 1))
+    assert not bool(l_ux.any())
+    # Near the bottom (angle pi) the exact Hessian is negative; Gauss-Newton's is not.
+    bottom = torch.tensor([3.1, 0.0], dtype=F64)
+    exact = torch.func.hessian(lambda x: cost(x, us[0], torch.tensor(0)))(bottom)
+    assert float(exact[0, 0]) < 0
+    assert float(torch.linalg.eigvalsh(cost.derivatives(bottom[None], us[:1],
+                                                        torch.arange(1))[2][0])[0]) >= 0
+    final = ResidualFinalCost(pendulum_residual, W)
+    final_x, final_xx = final.derivatives(bottom)
+    J = torch.func.jacrev(pendulum_residual)(bottom)
+    torch.testing.assert_close(final_xx, J.T @ W @ J)
+    torch.testing.assert_close(final_x, torch.func.grad(final)(bottom))
+    with pytest.raises(ValueError, match="W must be positive semi-definite"):
+        ResidualCost(pendulum_residual, -W, R)

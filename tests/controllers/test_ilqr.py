@@ -298,3 +298,23 @@ def test_ddp_differences_the_jacobians_of_dynamics_that_give_only_those() -> Non
     for name in ("fxx", "fux", "fuu"):
         torch.testing.assert_close(getattr(differenced, name), getattr(exact, name),
                                    rtol=1e-6, atol=1e-7)
+
+
+def test_a_cold_plan_has_its_own_settings_and_initial_guess() -> None:
+    """The episode's first plan (no warm start) runs `cold_config` from `initial_controls`;
+    replans run `config` from the shifted plan."""
+    low, high = torch.tensor([-3.0], dtype=F64), torch.tensor([3.0], dtype=F64)
+    planner = ILQRPlanner(
+        pendulum, swing_up_cost, swing_up_final_cost, 20, low, high,
+        ILQRConfig(max_iterations=1), ILQRConfig(max_iterations=4, cost_tolerance=0.0),
+        initial_controls=torch.full((20, 1), 5.0, dtype=F64),  # clipped to the bound, 3
+    )
+    x0 = torch.tensor([0.0, 0.0], dtype=F64)  # hanging at rest: zero controls stay there
+    cold = planner.plan(x0)
+    assert cold.info["iterations"] == 4
+    assert float(cold.actions.abs().max()) > 0.5  # it moved off the stationary start
+    warm = planner.plan(x0, warm_start=cold.actions)
+    assert warm.info["iterations"] == 1
+    with pytest.raises(ValueError, match="shape"):
+        ILQRPlanner(pendulum, swing_up_cost, swing_up_final_cost, 20, low, high,
+                    initial_controls=torch.zeros(19, 1, dtype=F64))

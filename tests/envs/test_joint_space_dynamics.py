@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import envs
-from controllers.ilqr import ILQRConfig, ilqr
-from envs.dynamics import JointSpaceDynamics
+from controllers import MPC, MPCConfig
+from controllers.costs import ResidualCost, ResidualFinalCost
+from controllers.ilqr import ILQRConfig, ILQRPlanner, ilqr
+from envs.dynamics import JointSpaceDynamics, joint_state
 
 F64 = torch.float64
 
@@ -91,3 +93,64 @@ def test_ilqr_with_mujocos_derivatives_swings_the_mujoco_cart_pole_up() -> None:
         obs, reward, *_ = env.step(u)
         total += reward
     assert obs[1] > 0.999 and total > 150.0, (obs, total)
+
+
+@pytest.mark.parametrize("centred", [True, False])
+def test_at_a_control_bound_the_differences_stay_inside_it(centred: bool) -> None:
+    """MuJoCo clamps controls to their range, so a difference across the bound would see half
+    (or none) of the actuation: the control's column is taken from inside, as
+    `mjd_transitionFD` takes it."""
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    env.reset(seed=0)
+    dynamics = JointSpaceDynamics(env, "control_step", centred=centred)
+    x = torch.tensor([0.1, 2.5, 0.3, -0.4], dtype=F64)
+    high = torch.tensor([1.0], dtype=F64)
+    _, B = dynamics.jacobians(x[None], high[None])
+    inside = (dynamics(x, high) - dynamics(x, high - 1e-4)) / 1e-4
+    torch.testing.assert_close(B[0, :, 0], inside, rtol=1e-3, atol=1e-6)
+    _, B_substeps = JointSpaceDynamics(env, "substeps", centred=centred).jacobians(
+        x[None], high[None]
+    )
+    torch.testing.assert_close(B[0], B_substeps[0], rtol=1e-3, atol=1e-6)
+
+
+def test_joint_state_reads_qpos_and_qvel_through_wrappers() -> None:
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    obs, _ = env.reset(seed=3)
+    x = joint_state(env)
+    assert x.shape == (4,)
+    np.testing.assert_allclose([x[0], np.cos(x[1]), np.sin(x[1]), x[2], x[3]], obs, atol=1e-12)
+    with pytest.raises(ValueError, match="not MuJoCo-backed"):
+        joint_state(envs.make("pybullet/cartpole-swingup"))
+
+
+def test_ilqr_mpc_swings_the_mujoco_cart_pole_up_one_iteration_per_replan() -> None:
+    """The benchmark's real-time controller (benchmarks/optimal_control.py): MuJoCo's
+    control-step differences, Gauss-Newton costs on `1 - cos` and `sin`, horizon 1 s of 20 ms
+    steps, one iteration per replan every 80 ms, feedback gains in between. Measured: upright
+    (cos > 0.99) from 2.4 s on; return 314 over the 5 s."""
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    env.reset(seed=1)
+    low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
+    cost = ResidualCost(residual, torch.diag(torch.tensor([0.02, 0.05, 0.05], dtype=F64)),
+                        torch.tensor([[0.02]], dtype=F64))
+    final_cost = ResidualFinalCost(
+        lambda x: torch.cat([residual(x), x[2:]]),
+        torch.diag(torch.tensor([10.0, 20.0, 20.0, 2.0, 2.0], dtype=F64)),
+    )
+    planner = ILQRPlanner(JointSpaceDynamics(env, "control_step", centred=False), cost,
+                          final_cost, 50, low, high, ILQRConfig(max_iterations=1),
+                          initial_controls=torch.full((50, 1), 0.3, dtype=F64))
+    controller = MPC(planner, MPCConfig(replan_every=4))
+    total, cosines = 0.0, []
+    for _ in range(250):
+        action = controller.act(torch.from_numpy(joint_state(env)))
+        assert bool((action >= low).all() and (action <= high).all())
+        obs, reward, *_ = env.step(action.numpy())
+        total += reward
+        cosines.append(obs[1])
+    assert min(cosines[-50:]) > 0.99 and total > 200.0, (min(cosines[-50:]), total)
+
+
+def residual(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[0], 1 - torch.cos(x[1]), torch.sin(x[1])])
