@@ -50,8 +50,7 @@ from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MPC, CEMConfig, ILQRConfig, ILQRPlanner, MPCConfig
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from controllers.ilqr import ilqr
-from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
-from envs.wrappers import RobotWrapper
+from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state, set_joint_state
 from mbrl.checkpoint import load_model
 from mbrl.optimal_control import ensemble_dynamics
 
@@ -181,17 +180,7 @@ def hanging_env(problem: SwingUp) -> envs.RobotEnv:
     """The problem's env with its joints set to the hanging start, at rest."""
     env = envs.make(problem.env_id, action_repeat=problem.action_repeat)
     env.reset(seed=0)
-    return set_joint_state(env, np.array([*problem.hanging, *([0.0] * len(problem.hanging))]))
-
-
-def set_joint_state(env: envs.RobotEnv, x: np.ndarray) -> envs.RobotEnv:
-    inner = env
-    while isinstance(inner, RobotWrapper):
-        inner = inner.inner
-    data = inner._data  # type: ignore[attr-defined]  # MuJoCo-backed envs
-    nq = data.qpos.shape[0]
-    data.qpos[:], data.qvel[:] = x[:nq], x[nq:]
-    env.set_state(env.get_state())  # recompute what depends on the joints
+    set_joint_state(env, np.array([*problem.hanging, *([0.0] * len(problem.hanging))]))
     return env
 
 

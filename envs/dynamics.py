@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from envs.core import Array, RobotEnv
-from envs.mujoco_physics import substep_jacobians
+from envs.mujoco_physics import chain_substep_jacobians
 from envs.registry import make
 from envs.wrappers import ActionRepeat, RobotWrapper
 
@@ -216,19 +216,13 @@ class JointSpaceDynamics:
         return torch.from_numpy(A), torch.from_numpy(B)
 
     def _substep_jacobians(self, states: Array, controls: Array) -> tuple[Array, Array]:
-        model, data = self._model, self._data
-        horizon, nx, nu = states.shape[0], self.state_dim, model.nu
+        horizon, nx, nu = states.shape[0], self.state_dim, self._model.nu
         A, B = np.empty((horizon, nx, nx)), np.empty((horizon, nx, nu))
-        A_step, B_step = np.empty((nx, nx)), np.empty((nx, nu))
         for t in range(horizon):
             self._go_to(states[t], controls[t])
-            A_t, B_t = np.eye(nx), np.zeros((nx, nu))
-            for _ in range(self._substeps):
-                # Leaves `data` at the substep's start; `mj_step` then moves it on.
-                substep_jacobians(model, data, self._eps, self._centred, A_step, B_step)
-                mujoco.mj_step(model, data)
-                A_t, B_t = A_step @ A_t, A_step @ B_t + B_step
-            A[t], B[t] = A_t, B_t
+            A[t], B[t] = chain_substep_jacobians(
+                self._model, self._data, self._substeps, self._eps, self._centred
+            )
         return A, B
 
     def _control_step_jacobians(self, states: Array, controls: Array) -> tuple[Array, Array]:
@@ -291,10 +285,25 @@ class JointSpaceDynamics:
 
 def joint_state(env: RobotEnv) -> Array:
     """The `[qpos, qvel]` `[2nv]` of a MuJoCo-backed env (see `JointSpaceDynamics`)."""
+    data = _mujoco_data(env)
+    return np.concatenate([data.qpos, data.qvel])
+
+
+def set_joint_state(env: RobotEnv, x: Array) -> None:
+    """Set a MuJoCo-backed env's `[qpos, qvel]` to `x` `[2nv]`, the rest of its state kept."""
+    data = _mujoco_data(env)
+    nq = data.qpos.shape[0]
+    if np.shape(x) != (2 * nq,) or not np.isfinite(x).all():
+        raise ValueError(f"joint state must be finite [{2 * nq}], got {x}")
+    data.qpos[:], data.qvel[:] = x[:nq], x[nq:]
+    env.set_state(env.get_state())  # recompute what depends on the joints
+
+
+def _mujoco_data(env: RobotEnv) -> Any:
     inner = env
     while isinstance(inner, RobotWrapper):
         inner = inner.inner
     data = getattr(inner, "_data", None)
     if data is None:
         raise ValueError(f"{env.env_id} is not MuJoCo-backed: no joint state")
-    return np.concatenate([data.qpos, data.qvel])
+    return data

@@ -109,23 +109,27 @@ def linearize(
     Returns:
         A `[2nv+na, 2nv+na]`, B `[2nv+na, nu]`, float64.
     """
-    nx = 2 * model.nv + model.na
-    A = np.eye(nx)
-    B = np.zeros((nx, model.nu))
-    A_step = np.zeros((nx, nx))
-    B_step = np.zeros((nx, model.nu))
-    step_state = state
-    for _ in range(n_substeps):
-        set_state(model, data, step_state)
-        data.ctrl[:] = ctrl
-        substep_jacobians(model, data, eps, True, A_step, B_step)
-        A = A_step @ A
-        B = A_step @ B + B_step
-        set_state(model, data, step_state)
-        data.ctrl[:] = ctrl
-        mujoco.mj_step(model, data)
-        step_state = get_state(model, data)
     set_state(model, data, state)
+    data.ctrl[:] = ctrl
+    try:
+        return chain_substep_jacobians(model, data, n_substeps, eps, centred=True)
+    finally:
+        set_state(model, data, state)
+
+
+def chain_substep_jacobians(
+    model: mujoco.MjModel, data: mujoco.MjData, n_substeps: int, eps: float, centred: bool
+) -> tuple[Array, Array]:
+    """`(A, B)` of `n_substeps` physics steps from `data`'s state under its held controls,
+    chained from each substep's `substep_jacobians`; `data` is left at the last substep's end.
+    """
+    nx = 2 * model.nv + model.na
+    A, B = np.eye(nx), np.zeros((nx, model.nu))
+    A_step, B_step = np.empty((nx, nx)), np.empty((nx, model.nu))
+    for _ in range(n_substeps):
+        substep_jacobians(model, data, eps, centred, A_step, B_step)  # leaves data as it was
+        mujoco.mj_step(model, data)
+        A, B = A_step @ A, A_step @ B + B_step
     return A, B
 
 

@@ -11,7 +11,7 @@ import envs
 from controllers import MPC, MPCConfig
 from controllers.costs import ResidualCost, ResidualFinalCost
 from controllers.ilqr import ILQRConfig, ILQRPlanner, ilqr
-from envs.dynamics import JointSpaceDynamics, joint_state
+from envs.dynamics import JointSpaceDynamics, joint_state, set_joint_state
 
 F64 = torch.float64
 
@@ -114,14 +114,19 @@ def test_at_a_control_bound_the_differences_stay_inside_it(centred: bool) -> Non
     torch.testing.assert_close(B[0], B_substeps[0], rtol=1e-3, atol=1e-6)
 
 
-def test_joint_state_reads_qpos_and_qvel_through_wrappers() -> None:
+def test_joint_state_reads_and_sets_qpos_and_qvel_through_wrappers() -> None:
     env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
     obs, _ = env.reset(seed=3)
     x = joint_state(env)
     assert x.shape == (4,)
     np.testing.assert_allclose([x[0], np.cos(x[1]), np.sin(x[1]), x[2], x[3]], obs, atol=1e-12)
+    set_joint_state(env, np.array([0.5, np.pi, 0.0, 1.0]))
+    np.testing.assert_array_equal(joint_state(env), [0.5, np.pi, 0.0, 1.0])
+    np.testing.assert_allclose(env.observe(), [0.5, -1.0, 0.0, 0.0, 1.0], atol=1e-12)
     with pytest.raises(ValueError, match="not MuJoCo-backed"):
         joint_state(envs.make("pybullet/cartpole-swingup"))
+    with pytest.raises(ValueError, match=r"joint state must be finite \[4\]"):
+        set_joint_state(env, np.array([0.0, np.nan, 0.0, 0.0]))
 
 
 def test_ilqr_mpc_swings_the_mujoco_cart_pole_up_one_iteration_per_replan() -> None:
