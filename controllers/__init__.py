@@ -1,5 +1,5 @@
-"""Decision making given a model: sampling planners, optimal-control solvers, the MPC loop, and
-the contracts they share.
+"""Decision making given a model: sampling planners, tree search, optimal-control solvers, the
+MPC loop, and the contracts they share.
 
 Planners reach models only through the structural protocols in `controllers.protocols`, so the
 same planner runs on a learned ensemble, the true simulator or an analytic model. This package
@@ -12,6 +12,7 @@ from controllers.box_qp import BoxQPResult
 from controllers.cem import CEM, CEMConfig
 from controllers.ilqr import ILQRConfig, ILQRPlanner, ILQRResult
 from controllers.lqr import LQRSolution, lqr_gain, solve_dare, solve_lqr
+from controllers.mcts import MCTS, MCTSConfig, action_grid
 from controllers.mpc import MPC, MPCConfig, MPCStats
 from controllers.mppi import MPPI, MPPIConfig, path_integral_weights
 from controllers.protocols import (
@@ -27,6 +28,7 @@ from controllers.sampling import colored_noise
 
 __all__ = [
     "CEM",
+    "MCTS",
     "MPC",
     "MPPI",
     "BoxQPResult",
@@ -37,6 +39,7 @@ __all__ = [
     "ILQRPlanner",
     "ILQRResult",
     "LQRSolution",
+    "MCTSConfig",
     "MPCConfig",
     "MPCStats",
     "MPPIConfig",
@@ -45,6 +48,7 @@ __all__ = [
     "RandomShooting",
     "RandomShootingConfig",
     "SequenceDynamics",
+    "action_grid",
     "colored_noise",
     "lqr_gain",
     "path_integral_weights",
