@@ -4,6 +4,10 @@
   smooth reward) on this package's own model, `assets/cartpole.xml`.
 - `mujoco/reacher-2link`: bring a planar two-link arm's fingertip to a random target, with
   gymnasium Reacher's dense reward, on `assets/reacher_2link.xml`.
+- `mujoco/pendulum-swingup`: pump a torque-limited pendulum up, with dm_control's sparse
+  reward, on `assets/pendulum.xml`.
+- `mujoco/pointmass-wall`: bring a point mass to a goal behind a wall, with a sparse reward,
+  on `assets/pointmass_wall.xml`.
 
 Each env computes its observation and reward with `math` on Python floats read straight from
 `qpos`, `qvel` and `mocap_pos`, so a step costs little more than MuJoCo's own `mj_step`; the
@@ -31,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from envs import mujoco_physics
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
-from envs.tasks import CartpoleSwingupTask, cartpole_swingup_reward
+from envs.tasks import CartpoleSwingupTask, PendulumTask, cartpole_swingup_reward
 
 #: The physics state `mujoco.rollout` takes and returns: time, qpos, qvel, act, history, plugin.
 _ROLLOUT_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -374,6 +378,112 @@ class CartpoleSwingupEnv(MujocoEnv):
         )
 
 
+# --------------------------------------------------------------------------- pendulum
+class PendulumSwingupEnv(MujocoEnv):
+    """Swing a torque-limited pendulum up and hold it, on `assets/pendulum.xml`.
+
+    obs `[cos(theta), sin(theta), w]` (3), theta = 0 upright; action: the hinge torque in
+    [-1, 1] N m, under half of gravity's pull on the horizontal pole, so it must be pumped.
+    Reward: dm_control's sparse swing-up reward, 1 within 30 degrees of upright
+    (`PendulumTask`). Episodes start hanging (theta = pi) with 0.01-scale gaussian noise on the
+    angle and velocity, last 100 steps (5 s) and never terminate.
+
+    Physics: semi-implicit Euler at 10 ms, 5 physics steps per 50 ms control step.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "mujoco/pendulum-swingup",
+        max_episode_steps: int = 100,
+        render_mode: str | None = None,
+        rollout_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            env_id, PendulumTask(), "pendulum.xml", frame_skip=5,
+            max_episode_steps=max_episode_steps, camera="fixed", render_mode=render_mode,
+            rollout_threads=rollout_threads,
+        )
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        noise = 0.01 * rng.standard_normal(2)
+        self._qpos[:] = math.pi + noise[0]
+        self._qvel[:] = noise[1]
+
+    def _outcome(self, action: Array) -> tuple[Array, float, bool]:
+        theta, w = self._qpos.item(), self._qvel.item()
+        cos = math.cos(theta)
+        reward = 1.0 if cos >= PendulumTask.COSINE_BOUND else 0.0
+        return np.array((cos, math.sin(theta), w)), reward, False
+
+    def _observe_batch(self, qpos: Array, qvel: Array, mocap_pos: Array) -> Array:
+        theta = qpos[..., 0]
+        return np.stack([np.cos(theta), np.sin(theta), qvel[..., 0]], axis=-1)
+
+
+# --------------------------------------------------------------------------- point mass
+class GoalBehindWallTask(Task):
+    """1 while the point mass is within `GOAL_RADIUS` of the goal, else 0: a sparse reward.
+
+    obs: `[x, y, vx, vy, goal_x - x, goal_y - y]` (6); act: the push `[2]` in [-1, 1] N.
+    """
+
+    GOAL = (0.5, 0.2)
+    GOAL_RADIUS = 0.1
+
+    def __init__(self) -> None:
+        super().__init__(6, -np.ones(2), np.ones(2))
+
+    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        distance = torch.linalg.vector_norm(next_obs[..., 4:6], dim=-1)
+        return (distance <= self.GOAL_RADIUS).to(next_obs.dtype)
+
+
+class PointMassWallEnv(MujocoEnv):
+    """Bring a point mass to a goal behind a wall, on `assets/pointmass_wall.xml`: the reward is
+    sparse (`GoalBehindWallTask`), and the way round the wall first leads away from the goal.
+
+    The ball starts at (-0.5, 0.2) with 0.01-scale gaussian noise on position and velocity; the
+    goal is at (0.5, 0.2) on the far side of a wall that leaves a gap only below y = -0.4.
+    Episodes last 200 steps (10 s) and never terminate. The ball reaches the goal in about
+    3 s along the shortest way.
+
+    Physics: semi-implicit Euler at 10 ms with contacts, 5 physics steps per 50 ms control step.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "mujoco/pointmass-wall",
+        max_episode_steps: int = 200,
+        render_mode: str | None = None,
+        rollout_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            env_id, GoalBehindWallTask(), "pointmass_wall.xml", frame_skip=5,
+            max_episode_steps=max_episode_steps, camera="fixed", render_mode=render_mode,
+            rollout_threads=rollout_threads,
+        )
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        noise = 0.01 * rng.standard_normal(4)
+        self._qpos[:] = (-0.5 + noise[0], 0.2 + noise[1])
+        self._qvel[:] = noise[2:]
+
+    def _outcome(self, action: Array) -> tuple[Array, float, bool]:
+        x, y = self._qpos.tolist()
+        vx, vy = self._qvel.tolist()
+        gx, gy = GoalBehindWallTask.GOAL
+        dx, dy = gx - x, gy - y
+        reward = 1.0 if math.hypot(dx, dy) <= GoalBehindWallTask.GOAL_RADIUS else 0.0
+        return np.array((x, y, vx, vy, dx, dy)), reward, False
+
+    def _observe_batch(self, qpos: Array, qvel: Array, mocap_pos: Array) -> Array:
+        gx, gy = GoalBehindWallTask.GOAL
+        return np.stack(
+            [qpos[..., 0], qpos[..., 1], qvel[..., 0], qvel[..., 1], gx - qpos[..., 0],
+             gy - qpos[..., 1]], axis=-1,
+        )
+
+
 # --------------------------------------------------------------------------- reacher
 class ReachTask(Task):
     """Dense reaching reward, `-|fingertip - target| - control_cost * |a|^2` (gymnasium Reacher's
@@ -478,6 +588,18 @@ class ReacherTwoLinkEnv(MujocoEnv):
 def cartpole_swingup(env_id: str = "mujoco/cartpole-swingup", **kwargs: Any) -> CartpoleSwingupEnv:
     """`mujoco/cartpole-swingup`; kwargs: max_episode_steps, render_mode, rollout_threads."""
     return CartpoleSwingupEnv(env_id, **kwargs)
+
+
+def pendulum_swingup(
+    env_id: str = "mujoco/pendulum-swingup", **kwargs: Any
+) -> PendulumSwingupEnv:
+    """`mujoco/pendulum-swingup`; kwargs: max_episode_steps, render_mode, rollout_threads."""
+    return PendulumSwingupEnv(env_id, **kwargs)
+
+
+def pointmass_wall(env_id: str = "mujoco/pointmass-wall", **kwargs: Any) -> PointMassWallEnv:
+    """`mujoco/pointmass-wall`; kwargs: max_episode_steps, render_mode, rollout_threads."""
+    return PointMassWallEnv(env_id, **kwargs)
 
 
 def reacher_two_link(env_id: str = "mujoco/reacher-2link", **kwargs: Any) -> ReacherTwoLinkEnv:
