@@ -46,7 +46,7 @@ _BUILTIN = [
     ("mujoco/cartpole-swingup", "envs.mujoco_tasks:cartpole_swingup",
      "MuJoCo: swing a pole up on a cart (own MJCF, bare mujoco bindings)"),
     ("mujoco/pendulum-swingup", "envs.mujoco_tasks:pendulum_swingup",
-     "MuJoCo: pump a torque-limited pendulum up and hold it (sparse reward)"),
+     "MuJoCo: pump a torque-limited pendulum up and hold it"),
     ("mujoco/pointmass-wall", "envs.mujoco_tasks:pointmass_wall",
      "MuJoCo: bring a point mass to a goal behind a wall (sparse reward)"),
     ("mujoco/reacher-2link", "envs.mujoco_tasks:reacher_two_link",

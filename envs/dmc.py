@@ -22,9 +22,21 @@ from numpy.typing import NDArray
 from envs import mujoco_physics
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
 from envs.rewards import tolerance
-from envs.tasks import CartpoleSwingupTask, PendulumTask
+from envs.tasks import CartpoleSwingupTask
 
 _UNIT_BOX = (np.array([-1.0]), np.array([1.0]))
+
+
+class PendulumTask(Task):
+    """dm_control pendulum swing-up: 1 within 30 degrees of upright. obs: [cos, sin, w] (3)."""
+
+    COSINE_BOUND = math.cos(math.radians(30))
+
+    def __init__(self) -> None:
+        super().__init__(3, *_UNIT_BOX)
+
+    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return tolerance(next_obs[..., 0], bounds=(self.COSINE_BOUND, 1.0))
 
 
 class AcrobotTask(Task):

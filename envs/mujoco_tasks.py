@@ -4,8 +4,8 @@
   smooth reward) on this package's own model, `assets/cartpole.xml`.
 - `mujoco/reacher-2link`: bring a planar two-link arm's fingertip to a random target, with
   gymnasium Reacher's dense reward, on `assets/reacher_2link.xml`.
-- `mujoco/pendulum-swingup`: pump a torque-limited pendulum up, with dm_control's sparse
-  reward, on `assets/pendulum.xml`.
+- `mujoco/pendulum-swingup`: pump a torque-limited pendulum up, with a smooth reward, on
+  `assets/pendulum.xml`.
 - `mujoco/pointmass-wall`: bring a point mass to a goal behind a wall, with a sparse reward,
   on `assets/pointmass_wall.xml`.
 
@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from envs import mujoco_physics
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
-from envs.tasks import CartpoleSwingupTask, PendulumTask, cartpole_swingup_reward
+from envs.tasks import CartpoleSwingupTask, cartpole_swingup_reward
 
 #: The physics state `mujoco.rollout` takes and returns: time, qpos, qvel, act, history, plugin.
 _ROLLOUT_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -379,14 +379,28 @@ class CartpoleSwingupEnv(MujocoEnv):
 
 
 # --------------------------------------------------------------------------- pendulum
+class UprightTask(Task):
+    """A pendulum's smooth swing-up reward, `(1 + cos(theta)) / 2` in [0, 1] (1 upright).
+
+    obs: `[cos(theta), sin(theta), w]` (3), theta = 0 upright; act `[1]` in [-1, 1].
+    """
+
+    def __init__(self) -> None:
+        super().__init__(3, np.array([-1.0]), np.array([1.0]))
+
+    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return (1 + next_obs[..., 0]) / 2
+
+
 class PendulumSwingupEnv(MujocoEnv):
     """Swing a torque-limited pendulum up and hold it, on `assets/pendulum.xml`.
 
     obs `[cos(theta), sin(theta), w]` (3), theta = 0 upright; action: the hinge torque in
     [-1, 1] N m, under half of gravity's pull on the horizontal pole, so it must be pumped.
-    Reward: dm_control's sparse swing-up reward, 1 within 30 degrees of upright
-    (`PendulumTask`). Episodes start hanging (theta = pi) with 0.01-scale gaussian noise on the
-    angle and velocity, last 100 steps (5 s) and never terminate.
+    Reward: how upright it is, `(1 + cos(theta)) / 2` (`UprightTask`). Energy pumping
+    (torque along the velocity) first reaches upright after 2 s. Episodes start hanging
+    (theta = pi) with 0.01-scale gaussian noise on the angle and velocity, last 100 steps
+    (5 s) and never terminate.
 
     Physics: semi-implicit Euler at 10 ms, 5 physics steps per 50 ms control step.
     """
@@ -399,7 +413,7 @@ class PendulumSwingupEnv(MujocoEnv):
         rollout_threads: int | None = None,
     ) -> None:
         super().__init__(
-            env_id, PendulumTask(), "pendulum.xml", frame_skip=5,
+            env_id, UprightTask(), "pendulum.xml", frame_skip=5,
             max_episode_steps=max_episode_steps, camera="fixed", render_mode=render_mode,
             rollout_threads=rollout_threads,
         )
@@ -412,8 +426,7 @@ class PendulumSwingupEnv(MujocoEnv):
     def _outcome(self, action: Array) -> tuple[Array, float, bool]:
         theta, w = self._qpos.item(), self._qvel.item()
         cos = math.cos(theta)
-        reward = 1.0 if cos >= PendulumTask.COSINE_BOUND else 0.0
-        return np.array((cos, math.sin(theta), w)), reward, False
+        return np.array((cos, math.sin(theta), w)), (1.0 + cos) / 2.0, False
 
     def _observe_batch(self, qpos: Array, qvel: Array, mocap_pos: Array) -> Array:
         theta = qpos[..., 0]
@@ -443,9 +456,9 @@ class PointMassWallEnv(MujocoEnv):
     sparse (`GoalBehindWallTask`), and the way round the wall first leads away from the goal.
 
     The ball starts at (-0.5, 0.2) with 0.01-scale gaussian noise on position and velocity; the
-    goal is at (0.5, 0.2) on the far side of a wall that leaves a gap only below y = -0.4.
-    Episodes last 200 steps (10 s) and never terminate. The ball reaches the goal in about
-    3 s along the shortest way.
+    goal is at (0.5, 0.2) on the far side of a wall that leaves a gap only below y = -0.1.
+    Episodes last 200 steps (10 s) and never terminate. Steering round the wall's end reaches
+    the goal in 1.1 s.
 
     Physics: semi-implicit Euler at 10 ms with contacts, 5 physics steps per 50 ms control step.
     """

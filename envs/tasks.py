@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from envs.core import Task
-from envs.rewards import tolerance
 
 
 class CartpoleSwingupTask(Task):
@@ -56,19 +55,3 @@ def cartpole_swingup_reward(cart_x: float, cos_theta: float, action: float, pole
         * (1.0 + math.exp(_CART_X_EXPONENT * cart_x * cart_x))
         * (1.0 + math.exp(_POLE_W_EXPONENT * pole_w * pole_w)) / 40.0
     )
-
-
-class PendulumTask(Task):
-    """dm_control's pendulum swing-up reward: 1 within 30 degrees of upright, else 0.
-
-    obs: `[cos, sin, w]` (3), angle 0 upright; act `[1]` in [-1, 1]. Shared by dm_control's
-    pendulum and `mujoco/pendulum-swingup`.
-    """
-
-    COSINE_BOUND = math.cos(math.radians(30))
-
-    def __init__(self) -> None:
-        super().__init__(3, np.array([-1.0]), np.array([1.0]))
-
-    def reward(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        return tolerance(next_obs[..., 0], bounds=(self.COSINE_BOUND, 1.0))
