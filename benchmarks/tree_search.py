@@ -177,6 +177,8 @@ def plot(summary: dict[str, Any], budgets: list[float], path: Path) -> None:
                 ax.scatter([float(k)] * len(cells[k]["returns"]), cells[k]["returns"],
                            s=10, alpha=0.4, color=ax.lines[-1].get_color())
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{b:.0f}" for b in budgets])
+        ax.minorticks_off()
         ax.set_xlabel("budget per replan (ms, one replan per 50 ms step)")
         ax.set_ylabel("episode return (mean; dots: episodes)")
         ax.set_title(f"{task}, true physics")
