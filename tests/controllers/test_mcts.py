@@ -193,3 +193,17 @@ def test_bad_input_is_named() -> None:
         MCTSConfig(widening_alpha=1.5)
     with pytest.raises(ValueError, match="time_budget_ms"):
         MCTSConfig(time_budget_ms=0.0)
+
+
+def test_policy_rollouts_evaluate_new_nodes() -> None:
+    """One simulation per root action; rollouts that always step right find the goal behind
+    the right step (return 1) and not behind the bait (0.3): the right step wins at once."""
+    planner = MCTS(DeceptiveChain(), LOW, HIGH,
+                   MCTSConfig(horizon=3, simulations=2, rollouts_per_leaf=1),
+                   actions=STEPS, rollout_policy=lambda x: torch.ones(x.shape[0], 1, dtype=F64),
+                   generator=torch.Generator().manual_seed(0))
+    plan = planner.plan(torch.zeros(1, dtype=F64))
+    returns = dict(zip(plan.info["root_actions"][:, 0].tolist(),
+                       plan.info["root_action_returns"], strict=True))
+    assert returns == {1.0: pytest.approx(1.0), -1.0: pytest.approx(0.3)}
+    assert float(plan.actions[0, 0]) == 1.0
