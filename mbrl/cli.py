@@ -4,6 +4,7 @@
     mbrl plan --env ID ...         MPC with CEM on the true simulator; writes a run directory
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
     mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
+    mbrl bench planners ...        planners x tasks x budgets x seeds; resumable; Pareto plot
 """
 
 from __future__ import annotations
@@ -85,6 +86,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"episode {int(row['episode']):3d}  env steps {int(row['env_steps']):6d}  "
               f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}")
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
+    return 0
+
+
+def _cmd_bench_planners(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from mbrl import planner_grid
+    from mbrl.provenance import provenance
+    from mbrl.rundir import write_json
+
+    cells = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds)
+    out = Path(args.out)
+    rows = planner_grid.run_grid(
+        cells, out,
+        progress=lambda todo: tqdm(todo, desc="planner grid", unit="cell",
+                                   initial=len(cells) - len(todo), total=len(cells)),
+    )
+    points = planner_grid.summarise(rows)
+    write_json(out / "planner_grid.json", {
+        **provenance(), "grid": {"planners": args.planners, "tasks": args.tasks,
+                                 "budgets_ms": args.budgets_ms, "seeds": args.seeds},
+        "tasks": {name: planner_grid.TASKS[name] for name in args.tasks},
+        "summary": points, "cells": rows,
+    })
+    table = planner_grid.markdown_table(points)
+    (out / "planner_grid.md").write_text(table, encoding="utf-8")
+    planner_grid.plot_pareto(points, out / "planner_grid.png")
+    print(table)
+    print(f"written: {out / 'planner_grid.json'}, {out / 'planner_grid.md'}, "
+          f"{out / 'planner_grid.png'}")
     return 0
 
 
@@ -208,6 +241,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
     evaluate.set_defaults(run=_cmd_eval)
+
+    from mbrl.planner_grid import PLANNERS, TASKS
+
+    bench = commands.add_parser("bench", help="benchmark planners",
+                                description="Benchmarks that answer which planner to use.")
+    benches = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    planners = benches.add_parser(
+        "planners", help="planners x tasks x budgets x seeds on the true simulator",
+        description="One MPC episode per cell of planners x tasks x budgets x seeds, on the "
+        "true simulator, replanning every step under the budget. Finished cells are appended "
+        "to OUT/cells.jsonl at once, so running the same command again resumes a stopped grid "
+        "without recomputing them. Writes OUT/planner_grid.json (provenance, every cell, the "
+        "summary), planner_grid.md (a table, Pareto-optimal points in bold) and "
+        "planner_grid.png (return against ms per replan, the Pareto front drawn).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    planners.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(PLANNERS),
+                          metavar="PLANNER", help=f"from: {', '.join(PLANNERS)}")
+    planners.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS),
+                          metavar="TASK", help=f"from: {', '.join(TASKS)}")
+    planners.add_argument("--budgets-ms", nargs="+", type=float, default=[20.0, 80.0],
+                          help="wall-clock budgets per replan, milliseconds")
+    planners.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
+                          help="episode and planner seeds")
+    planners.add_argument("--out", default="runs/planner-grid",
+                          help="output folder; an existing one is resumed")
+    planners.set_defaults(run=_cmd_bench_planners)
     return parser
 
 

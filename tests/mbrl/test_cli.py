@@ -19,7 +19,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "envs" in out and "plan" in out
     subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(subcommands) == {"envs", "plan", "train", "eval"}
+    assert set(subcommands) == {"envs", "plan", "train", "eval", "bench"}
 
 
 def test_envs_lists_every_registered_id(capsys: pytest.CaptureFixture[str]) -> None:
