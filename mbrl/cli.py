@@ -102,8 +102,9 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = planner_grid.run_grid(
         cells, out,
-        progress=lambda todo: tqdm(todo, desc="planner grid", unit="cell",
-                                   initial=len(cells) - len(todo), total=len(cells)),
+        progress=lambda rows, done, total: tqdm(rows, desc="planner grid", unit="cell",
+                                                initial=done, total=total),
+        ray_address=args.ray,
     )
     points = planner_grid.summarise(rows)
     write_json(out / "planner_grid.json", {
@@ -267,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="episode and planner seeds")
     planners.add_argument("--out", default="runs/planner-grid",
                           help="output folder; an existing one is resumed")
+    planners.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                          help="fan the cells out over Ray: alone, a Ray instance started on "
+                          "this machine; with an address (auto, ray://HOST:10001), that "
+                          "cluster (default: run here, one cell after another)")
     planners.set_defaults(run=_cmd_bench_planners)
     return parser
 

@@ -8,8 +8,8 @@ synced), so a grid that was stopped resumes without recomputing what it finished
 `planner_grid.json` (provenance, the grid, every cell, the summary), a Pareto plot of return
 against milliseconds per replan (`planner_grid.png`) and a markdown table (`planner_grid.md`).
 
-Still to come (issue 6): iLQR and DDP cells, the learned-ensemble dynamics source, and the
-fan-out over Ray.
+The cells run one after another here, or fan out over Ray (a local instance or a cluster).
+Still to come (issue 6): iLQR and DDP cells and the learned-ensemble dynamics source.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,9 +132,9 @@ def make_planner(name: str, task: GridTask, env: envs.RobotEnv, seed: int) -> Pl
     raise ValueError(f"unknown planner {name!r}; known: {', '.join(PLANNERS)}")
 
 
-def run_cell(cell: Cell) -> dict[str, Any]:
-    """One MPC episode of the cell; its return and the time of every replan."""
-    task = TASKS[cell.task]
+def run_cell(cell: Cell, task: GridTask) -> dict[str, Any]:
+    """One MPC episode of the cell on `task` (the cell's task, passed along so that a worker
+    process needs no registry); its return and the time of every replan."""
     env = envs.make(task.env_id, action_repeat=task.action_repeat,
                     max_episode_steps=task.episode_steps)
     env.reset(seed=cell.seed)
@@ -175,26 +175,65 @@ def finished_cells(path: Path) -> dict[str, dict[str, Any]]:
 
 def run_grid(
     cells: Sequence[Cell], out: Path,
-    run: Callable[[Cell], dict[str, Any]] = run_cell,
-    progress: Callable[[Sequence[Cell]], Iterable[Cell]] = lambda cells: cells,
+    run: Callable[[Cell, GridTask], dict[str, Any]] = run_cell,
+    progress: Callable[[Iterator[dict[str, Any]], int, int], Iterable[dict[str, Any]]] = (
+        lambda rows, done, total: rows
+    ),
+    ray_address: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the cells not yet in `out/cells.jsonl`, appending each as it finishes; the rows
-    of all `cells`, in their order."""
+    of all `cells`, in their order.
+
+    Locally the cells run one after another in this process. With `ray_address` they fan out
+    over Ray, one cell per task on one CPU: `"local"` starts a Ray instance on this machine,
+    anything else is the address of a running cluster (`"auto"`, `"ray://host:10001"`). A
+    cell's result does not depend on where it ran, beyond the wall-clock budget's own timing.
+    `progress(rows, already_done, total)` may wrap the stream of finished rows (a progress
+    bar).
+    """
     out.mkdir(parents=True, exist_ok=True)
     log = out / "cells.jsonl"
     done = finished_cells(log)
     todo = [c for c in cells if c.key not in done]
+    finished = (
+        (run(c, TASKS[c.task]) for c in todo) if ray_address is None
+        else _on_ray(todo, run, ray_address)
+    )
     cut_short = log.exists() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
     with log.open("a", encoding="utf-8") as handle:
         if cut_short:  # end the partial line a kill left, so the next row starts its own
             handle.write("\n")
-        for cell in progress(todo):
-            row = run(cell)
+        for row in progress(finished, len(cells) - len(todo), len(cells)):
             handle.write(json.dumps(row) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-            done[cell.key] = row
+            done[row["key"]] = row
     return [done[c.key] for c in cells]
+
+
+def _on_ray(
+    cells: Sequence[Cell], run: Callable[[Cell, GridTask], dict[str, Any]], address: str
+) -> Iterator[dict[str, Any]]:
+    """The cells' rows in the order they finish on Ray."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "the grid fans out over Ray only where it is installed: pip install -e '.[ray]'"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1)(run)
+        pending = [remote.remote(cell, TASKS[cell.task]) for cell in cells]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
