@@ -1,0 +1,231 @@
+"""Our planners against other libraries', side by side in the same run.
+
+Each peer is installed from PyPI into its own virtual environment under `.bench-venvs/`
+(created here on first use, never a dependency of the toolkit) and runs in a worker process
+of that environment (`benchmarks/peer_workers/`). Both sides plan the same problem
+(`benchmarks/peer_problem.py`, a torque-limited pendulum swing-up in plain torch) with the
+same samples, horizon, temperature and noise:
+
+- timing: blocks of calls alternate between our controller and the peer's, each call one
+  receding-horizon command from the same state; the ratio ours / peer is taken block by
+  block, and its median reported with the interquartile range;
+- objective: the summed cost of an MPC episode from hanging, for each seed.
+
+Peers so far: pytorch_mppi (`pytorch-mppi==0.9.1`: `MPPI.command` against our `MPPI` in
+`MPC`). Still to come (issue 6): mbrl-lib.
+
+    python -m benchmarks.peers [--blocks 15] [--calls 20] [--episodes 3]
+
+Writes benchmarks/results/peers.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from benchmarks.provenance import RESULTS, provenance
+from controllers import MPC, MPPI, MPCConfig, MPPIConfig
+
+HERE = Path(__file__).resolve().parent
+VENVS = HERE.parent / ".bench-venvs"
+PROBLEM_FILE = HERE / "peer_problem.py"
+#: The CPU build of torch: an unpinned torch pulls several GB of CUDA packages.
+TORCH = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class MPPISettings:
+    """The configuration both MPPIs share."""
+
+    #: Sampled sequences per command.
+    samples: int = 1000
+    #: Horizon in steps of 50 ms.
+    horizon: int = 15
+    #: Temperature lambda, in units of cost.
+    temperature: float = 1.0
+    #: Standard deviation of the action noise (N m).
+    noise_sigma: float = 1.0
+
+
+def load_problem() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("peer_problem", PROBLEM_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def peer_python(name: str, requirements: list[str]) -> Path:
+    """The interpreter of the peer's own virtual environment, created and filled on first
+    use (again whenever the requirements change)."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    stamp = venv / ".requirements"
+    wanted = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"creating {venv} with {' '.join(requirements)}", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
+    stamp.write_text(wanted)
+    return python
+
+
+class ProblemDynamics:
+    """The shared problem as our planners' `Dynamics`: reward = -cost."""
+
+    def __init__(self, problem: ModuleType) -> None:
+        self.problem = problem
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        next_state: torch.Tensor = self.problem.dynamics(state.float(), action.float())
+        return next_state
+
+    def reward(
+        self, state: torch.Tensor, action: torch.Tensor, next_state: torch.Tensor
+    ) -> torch.Tensor:
+        cost: torch.Tensor = self.problem.running_cost(next_state.float(), action.float())
+        return -cost
+
+
+def our_controller(problem: ModuleType, settings: MPPISettings, seed: int) -> MPC:
+    low = torch.tensor([problem.ACTION_LOW], dtype=torch.float64)
+    high = torch.tensor([problem.ACTION_HIGH], dtype=torch.float64)
+    config = MPPIConfig(
+        horizon=settings.horizon, population=settings.samples, iterations=1,
+        temperature=settings.temperature,
+        noise_std=settings.noise_sigma / (problem.ACTION_HIGH - problem.ACTION_LOW),
+    )
+    planner = MPPI(ProblemDynamics(problem), low, high, config,
+                   generator=torch.Generator().manual_seed(seed))
+    return MPC(planner, MPCConfig(replan_every=1))
+
+
+class Worker:
+    """A peer's worker process, spoken to in JSON lines."""
+
+    def __init__(self, python: Path, script: Path, config: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [str(python), str(script), str(PROBLEM_FILE), json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the peer worker exited with {self.process.wait()}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def compare_pytorch_mppi(
+    settings: MPPISettings, blocks: int, calls: int, episodes: int
+) -> dict[str, Any]:
+    problem = load_problem()
+    python = peer_python("pytorch_mppi", [TORCH, "pytorch-mppi==0.9.1"])
+    worker = Worker(python, HERE / "peer_workers" / "pytorch_mppi_worker.py", {
+        "samples": settings.samples, "horizon": settings.horizon,
+        "lambda": settings.temperature, "noise_sigma": settings.noise_sigma,
+    })
+    try:
+        ours = our_controller(problem, settings, seed=0)
+        start = torch.tensor(problem.START, dtype=torch.float64)
+        ours.act(start)  # the first call of each side is not timed
+        worker.ask({"op": "time", "calls": 1})
+        our_ms, peer_ms, ratios = [], [], []
+        for _ in range(blocks):
+            times = []
+            for _ in range(calls):
+                began = time.perf_counter()
+                ours.act(start)
+                times.append((time.perf_counter() - began) * 1000)
+            theirs = worker.ask({"op": "time", "calls": calls})["ms"]
+            our_ms.extend(times)
+            peer_ms.extend(theirs)
+            ratios.append(float(np.median(times) / np.median(theirs)))
+        our_costs = [
+            problem.episode_cost(our_controller(problem, settings, seed).act, 100)
+            for seed in range(episodes)
+        ]
+        peer_costs = [worker.ask({"op": "episode", "steps": 100, "seed": seed})["cost"]
+                      for seed in range(episodes)]
+    finally:
+        worker.close()
+    return {
+        "peer": "pytorch-mppi==0.9.1", "settings": asdict(settings),
+        "ours_ms_median": float(np.median(our_ms)), "peer_ms_median": float(np.median(peer_ms)),
+        "ratio_median": float(np.median(ratios)),
+        "ratio_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
+        "ratios": ratios, "our_episode_costs": our_costs, "peer_episode_costs": peer_costs,
+        "target": "ours at least as fast (ratio <= 1) with an equal or lower episode cost",
+        "met": float(np.median(ratios)) <= 1.0 and np.mean(our_costs) <= np.mean(peer_costs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=15, help="alternating timing blocks")
+    parser.add_argument("--calls", type=int, default=20, help="calls per block and side")
+    parser.add_argument("--episodes", type=int, default=3, help="MPC episodes per side")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = compare_pytorch_mppi(MPPISettings(), args.blocks, args.calls, args.episodes)
+    print(json.dumps({k: v for k, v in result.items() if k != "ratios"}, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "peers", **provenance(), "pytorch_mppi": result}
+    (args.out / "peers.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(result, args.out / "peers.png")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    fig, (timing, cost) = plt.subplots(1, 2, figsize=(10, 4))
+    timing.plot(result["ratios"], marker="o")
+    timing.axhline(1.0, color="red", ls="--", label="as fast as the peer")
+    timing.set_xlabel("alternating block")
+    timing.set_ylabel("ms per command, ours / pytorch_mppi")
+    timing.set_title(f"median ratio {result['ratio_median']:.2f} "
+                     f"({result['ours_ms_median']:.1f} vs {result['peer_ms_median']:.1f} ms)")
+    timing.grid(alpha=0.3)
+    timing.legend()
+    seeds = np.arange(len(result["our_episode_costs"]))
+    cost.bar(seeds - 0.2, result["our_episode_costs"], width=0.4, label="ours")
+    cost.bar(seeds + 0.2, result["peer_episode_costs"], width=0.4, label="pytorch_mppi")
+    cost.set_xlabel("episode seed")
+    cost.set_ylabel("summed cost of a 5 s MPC episode (lower is better)")
+    cost.set_title("the same objective")
+    cost.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
