@@ -108,15 +108,16 @@ class ProblemDynamics:
 
 
 def our_controller(problem: ModuleType, settings: MPPISettings, seed: int) -> MPC:
-    low = torch.tensor([problem.ACTION_LOW], dtype=torch.float64)
-    high = torch.tensor([problem.ACTION_HIGH], dtype=torch.float64)
+    low = torch.tensor([problem.ACTION_LOW])
+    high = torch.tensor([problem.ACTION_HIGH])
     config = MPPIConfig(
         horizon=settings.horizon, population=settings.samples, iterations=1,
         temperature=settings.temperature,
         noise_std=settings.noise_sigma / (problem.ACTION_HIGH - problem.ACTION_LOW),
     )
+    # The problem computes in float32, as pytorch_mppi does: sampling in float32 as well.
     planner = MPPI(ProblemDynamics(problem), low, high, config,
-                   generator=torch.Generator().manual_seed(seed))
+                   generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
     return MPC(planner, MPCConfig(replan_every=1))
 
 

@@ -101,6 +101,8 @@ class CEM(SamplingPlanner):
         action_low, action_high: bounds `[du]`.
         config: see `CEMConfig`.
         generator: the source of randomness; a fixed seed gives a fixed plan.
+        dtype: of the sampled actions and the plan (float64 unless the dynamics compute in
+            float32 anyway).
     """
 
     def __init__(
@@ -110,8 +112,9 @@ class CEM(SamplingPlanner):
         action_high: torch.Tensor,
         config: CEMConfig = CEMConfig(),
         generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config
         # (plan returned, its last iteration's kept elites [k, H, du]) of the previous call.
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -139,12 +142,12 @@ class CEM(SamplingPlanner):
         self._previous = None
         start = mean
         best_actions, best_return = mean, -torch.inf
-        elite_returns = torch.full((1,), -torch.inf, dtype=torch.float64)
+        elite_returns = torch.full((1,), -torch.inf, dtype=mean.dtype)
         done, slowest_s = 0, 0.0
         for i in range(cfg.iterations):
             started = time.perf_counter()
             noise = colored_noise(
-                (cfg.population_at(i), *mean.shape), cfg.noise_beta, self.generator
+                (cfg.population_at(i), *mean.shape), cfg.noise_beta, self.generator, mean.dtype
             )
             samples = (mean + std * noise).clamp(self.low, self.high)
             if kept is not None:

@@ -20,6 +20,7 @@ One call of `plan`:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -60,14 +61,12 @@ class MPPIConfig:
 def path_integral_weights(returns: torch.Tensor, temperature: float) -> torch.Tensor | None:
     """Weights `[N]` = softmax(`returns` `[N]` / `temperature`), or `None` if all are -inf.
 
-    The largest return is subtracted before exponentiating, so no return overflows; a `-inf`
-    return (a diverged rollout) gets weight exactly 0.
+    The softmax subtracts the largest return before exponentiating, so no return overflows; a
+    `-inf` return (a diverged rollout) gets weight exactly 0.
     """
-    best = returns.max()
-    if not bool(torch.isfinite(best)):
+    if not math.isfinite(float(returns.max())):
         return None
-    unnormalised = torch.exp((returns - best) / temperature)
-    return unnormalised / unnormalised.sum()
+    return torch.softmax(returns / temperature, dim=0)
 
 
 class MPPI(SamplingPlanner):
@@ -78,6 +77,8 @@ class MPPI(SamplingPlanner):
         action_low, action_high: bounds `[du]`.
         config: see `MPPIConfig`.
         generator: the source of randomness; a fixed seed gives a fixed plan.
+        dtype: of the sampled actions and the plan (float64 unless the dynamics compute in
+            float32 anyway).
     """
 
     def __init__(
@@ -87,8 +88,9 @@ class MPPI(SamplingPlanner):
         action_high: torch.Tensor,
         config: MPPIConfig = MPPIConfig(),
         generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config
 
     def reset(self) -> None:
@@ -116,9 +118,9 @@ class MPPI(SamplingPlanner):
         for _ in range(cfg.iterations):
             started = time.perf_counter()
             noise = torch.randn(
-                (cfg.population, *mean.shape), generator=self.generator, dtype=torch.float64
+                (cfg.population, *mean.shape), generator=self.generator, dtype=mean.dtype
             )
-            samples = (mean + std * noise).clamp(self.low, self.high)
+            samples = torch.addcmul(mean, std, noise).clamp_(self.low, self.high)
             returns = sequence_returns(self.dynamics, state, samples)
             done += 1
             weights = path_integral_weights(returns, cfg.temperature)
@@ -126,9 +128,9 @@ class MPPI(SamplingPlanner):
                 all_diverged = True
                 break
             mean = torch.tensordot(weights, samples, dims=1)
-            finite_returns = torch.where(weights > 0, returns, torch.zeros_like(returns))
-            expected = float(weights @ finite_returns)
-            effective_samples = float(1.0 / (weights**2).sum())
+            # Only diverged rollouts (-inf) weigh 0; a 0 stands for them in the expectation.
+            expected = float(weights @ torch.nan_to_num(returns, neginf=0.0))
+            effective_samples = 1.0 / float(weights @ weights)
             slowest_s = max(slowest_s, time.perf_counter() - started)
             if next_iteration_ends_late(deadline, slowest_s):
                 break

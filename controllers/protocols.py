@@ -53,9 +53,9 @@ def sequence_returns(
         returns = torch.zeros(n, dtype=actions.dtype, device=actions.device)
         for t in range(horizon):
             x_next = dynamics.step(x, actions[:, t])
-            returns = returns + dynamics.reward(x, actions[:, t], x_next).to(returns.dtype)
+            returns.add_(dynamics.reward(x, actions[:, t], x_next))
             x = x_next
-    return torch.where(torch.isfinite(returns), returns, torch.full_like(returns, -torch.inf))
+    return torch.nan_to_num(returns, nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
 
 
 @dataclass(frozen=True)

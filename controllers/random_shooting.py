@@ -40,6 +40,8 @@ class RandomShooting(SamplingPlanner):
         action_low, action_high: bounds `[du]`.
         config: see `RandomShootingConfig`.
         generator: the source of randomness; a fixed seed gives a fixed plan.
+        dtype: of the sampled actions and the plan (float64 unless the dynamics compute in
+            float32 anyway).
     """
 
     def __init__(
@@ -49,8 +51,9 @@ class RandomShooting(SamplingPlanner):
         action_high: torch.Tensor,
         config: RandomShootingConfig = RandomShootingConfig(),
         generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__(dynamics, action_low, action_high, config.horizon, generator)
+        super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config
 
     def reset(self) -> None:
@@ -72,7 +75,7 @@ class RandomShooting(SamplingPlanner):
         cfg = self.config
         fallback = initial_mean(self.low, self.high, cfg.horizon, warm_start)
         unit = torch.rand(
-            (cfg.population, *fallback.shape), generator=self.generator, dtype=torch.float64
+            (cfg.population, *fallback.shape), generator=self.generator, dtype=fallback.dtype
         )
         samples = self.low + (self.high - self.low) * unit
         if warm_start is not None:

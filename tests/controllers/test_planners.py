@@ -199,6 +199,25 @@ def test_a_past_deadline_still_gets_exactly_one_iteration(make: Make) -> None:
     assert far.info["iterations"] > 1 and not far.info["stopped_early"]
 
 
+@pytest.mark.parametrize("make", PLANNERS)
+def test_a_float32_planner_samples_and_plans_in_float32(make: Make) -> None:
+    goal = torch.tensor([2.5, -1.5], dtype=torch.float32)
+    dynamics = RecordingPointMass(goal)
+    planner = make(dynamics, 4, 0)
+    f32 = type(planner)(dynamics, LOW, HIGH, planner.config, torch.Generator().manual_seed(0),
+                        dtype=torch.float32)  # type: ignore[arg-type]
+    plan = f32.plan(ORIGIN.float(), warm_start=torch.zeros(4, 2, dtype=F64))
+    assert plan.actions.dtype == torch.float32
+    assert all(batch.dtype == torch.float32 for batch in dynamics.batches)
+    assert bool((plan.actions >= -1).all() and (plan.actions <= 1).all())
+    assert rollout_return(goal.double(), plan.actions.double()) == pytest.approx(
+        rollout_return(goal.double(), make(PointMass(goal.double()), 4, 0).plan(ORIGIN).actions),
+        abs=0.3,
+    )
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        type(planner)(dynamics, LOW, HIGH, dtype=torch.int64)
+
+
 def test_random_shooting_keeps_the_warm_start_when_it_is_best() -> None:
     goal = torch.tensor([1.5, -0.5], dtype=F64)
     optimum = torch.tensor([[1.0, -0.5], [0.5, 0.0]], dtype=F64)  # return -0.25, see above
