@@ -4,7 +4,7 @@
     mbrl plan --env ID ...         MPC with CEM on the true simulator; writes a run directory
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
     mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
-    mbrl bench planners ...        planners x tasks x budgets x seeds; resumable; Pareto plot
+    mbrl bench planners ...        planners x tasks x dynamics x budgets x seeds; Pareto plot
 """
 
 from __future__ import annotations
@@ -98,7 +98,11 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     from mbrl.provenance import provenance
     from mbrl.rundir import write_json
 
-    cells = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds)
+    cells, left_out = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds,
+                                        args.dynamics)
+    for entry in left_out:
+        print(f"left out: {entry['planner']} on {entry['task']} through the {entry['dynamics']}"
+              f": {entry['reason']}")
     out = Path(args.out)
     rows = planner_grid.run_grid(
         cells, out,
@@ -109,8 +113,11 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     points = planner_grid.summarise(rows)
     write_json(out / "planner_grid.json", {
         **provenance(), "grid": {"planners": args.planners, "tasks": args.tasks,
-                                 "budgets_ms": args.budgets_ms, "seeds": args.seeds},
-        "tasks": {name: planner_grid.TASKS[name] for name in args.tasks},
+                                 "dynamics": args.dynamics, "budgets_ms": args.budgets_ms,
+                                 "seeds": args.seeds},
+        "left_out": left_out,
+        "tasks": {name: planner_grid.describe(name) for name in args.tasks},
+        "models": planner_grid.model_settings() if "ensemble" in args.dynamics else None,
         "summary": points, "cells": rows,
     })
     table = planner_grid.markdown_table(points)
@@ -243,15 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
     evaluate.set_defaults(run=_cmd_eval)
 
-    from mbrl.planner_grid import PLANNERS, TASKS
+    from mbrl.planner_grid import PLANNERS, SOURCES, TASKS
 
     bench = commands.add_parser("bench", help="benchmark planners",
                                 description="Benchmarks that answer which planner to use.")
     benches = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     planners = benches.add_parser(
-        "planners", help="planners x tasks x budgets x seeds on the true simulator",
-        description="One MPC episode per cell of planners x tasks x budgets x seeds, on the "
-        "true simulator, replanning every step under the budget. Finished cells are appended "
+        "planners", help="planners x tasks x dynamics x budgets x seeds; resumable",
+        description="One MPC episode per cell of planners x tasks x dynamics sources x budgets "
+        "x seeds, replanning every step under the budget, through the true simulator or a "
+        "PETS ensemble fitted once per task to logged data (kept in OUT/models). The "
+        "episodes always run on the true simulator. Finished cells are appended "
         "to OUT/cells.jsonl at once, so running the same command again resumes a stopped grid "
         "without recomputing them. Writes OUT/planner_grid.json (provenance, every cell, the "
         "summary), planner_grid.md (a table, Pareto-optimal points in bold) and "
@@ -262,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="PLANNER", help=f"from: {', '.join(PLANNERS)}")
     planners.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS),
                           metavar="TASK", help=f"from: {', '.join(TASKS)}")
+    planners.add_argument("--dynamics", nargs="+", choices=SOURCES, default=list(SOURCES),
+                          metavar="SOURCE", help=f"what the planners plan through, from: "
+                          f"{', '.join(SOURCES)}")
     planners.add_argument("--budgets-ms", nargs="+", type=float, default=[20.0, 80.0],
                           help="wall-clock budgets per replan, milliseconds")
     planners.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
