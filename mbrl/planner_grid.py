@@ -457,9 +457,10 @@ def _on_ray(
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean return and median ms per replan of each (task, planner, dynamics, budget), over
-    seeds, with whether it is on its task's Pareto front (no other point of the task, through
-    either source, both faster and better)."""
+    """Mean return, median ms per replan and the share of replans that fell back on the
+    shifted previous plan (one iteration did not fit the budget) of each (task, planner,
+    dynamics, budget), over seeds, with whether it is on its task's Pareto front (no other
+    point of the task, through either source, both faster and better)."""
     groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = {}
     for row in rows:
         key = (row["task"], row["planner"], row.get("dynamics", "simulator"), row["budget_ms"])
@@ -468,6 +469,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         {"task": task, "planner": planner, "dynamics": dynamics, "budget_ms": budget,
          "mean_return": float(np.mean([r["return"] for r in members])),
          "plan_ms": float(np.median([r["plan_ms_median"] for r in members])),
+         "fallback_share": float(np.mean([r.get("fallbacks", 0) / r.get("steps", 1)
+                                          for r in members])),
          "episodes": len(members)}
         for (task, planner, dynamics, budget), members in groups.items()
     ]
@@ -482,14 +485,17 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(points: Sequence[dict[str, Any]]) -> str:
-    """The summary as a markdown table; Pareto-optimal points in bold."""
-    lines = ["| task | planner | dynamics | budget (ms) | ms per replan | mean return | "
-             "episodes |", "|---|---|---|---|---|---|---|"]
+    """The summary as a markdown table; Pareto-optimal points in bold. "fell back" is the
+    share of replans that played the previous plan shifted, because even one iteration did
+    not fit the budget."""
+    lines = ["| task | planner | dynamics | budget (ms) | ms per replan | fell back | "
+             "mean return | episodes |", "|---|---|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p["task"], p["dynamics"], p["planner"],
                                            p["budget_ms"])):
         value = f"{p['mean_return']:.1f}"
         lines.append(f"| {p['task']} | {p['planner']} | {p['dynamics']} | {p['budget_ms']:g} | "
-                     f"{p['plan_ms']:.1f} | {'**' + value + '**' if p['pareto'] else value} | "
+                     f"{p['plan_ms']:.1f} | {p['fallback_share']:.0%} | "
+                     f"{'**' + value + '**' if p['pareto'] else value} | "
                      f"{p['episodes']} |")
     return "\n".join(lines) + "\n"
 

@@ -117,7 +117,8 @@ def test_a_stopped_grid_resumes_without_recomputing_finished_cells(
 def test_the_summary_marks_the_pareto_front() -> None:
     def row(planner: str, budget: float, ret: float, ms: float) -> dict[str, Any]:
         return {"task": "t", "planner": planner, "dynamics": "simulator", "budget_ms": budget,
-                "return": ret, "plan_ms_median": ms}
+                "return": ret, "plan_ms_median": ms, "fallbacks": 5 if ret == 10.0 else 0,
+                "steps": 10}
 
     rows = [row("a", 20, 10.0, 19.0), row("a", 20, 20.0, 21.0),  # mean 15 at 20 ms
             row("b", 20, 12.0, 15.0),                            # 12 at 15 ms: faster
@@ -127,8 +128,8 @@ def test_the_summary_marks_the_pareto_front() -> None:
     assert points[("a", 20)]["mean_return"] == 15.0 and points[("a", 20)]["plan_ms"] == 20.0
     assert {k for k, p in points.items() if p["pareto"]} == {("a", 20), ("b", 20), ("a", 80)}
     table = planner_grid.markdown_table(list(points.values()))
-    assert "| t | a | simulator | 20 | 20.0 | **15.0** | 2 |" in table
-    assert "| t | b | simulator | 80 | 70.0 | 14.0 | 1 |" in table
+    assert "| t | a | simulator | 20 | 20.0 | 25% | **15.0** | 2 |" in table
+    assert "| t | b | simulator | 80 | 70.0 | 0% | 14.0 | 1 |" in table
 
 
 def test_mbrl_bench_planners_writes_its_outputs_and_resumes(tiny: str, tmp_path: Path) -> None:
