@@ -140,7 +140,7 @@ class GridTask:
 #: The default tasks: cart-pole and pendulum swing-up, a reacher, and a PyBullet arm.
 TASKS = {
     "cartpole-swingup": GridTask(
-        "mujoco/cartpole-swingup", 2, 250, 50, goal=(0.0, 1.0, 0.0, 0.0, 0.0),
+        "mujoco/cartpole-swingup", 2, 200, 50, goal=(0.0, 1.0, 0.0, 0.0, 0.0),
         weights=(0.2, 1.0, 1.0, 0.0, 0.01), action_weight=0.02,
         joint_observation=cartpole_observation),
     "pendulum-swingup": GridTask(
@@ -284,7 +284,7 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
         raise ValueError(f"cell {cell.key} needs a model exactly when it plans on the ensemble")
     torch.manual_seed(cell.seed)  # the model's particles draw from torch's generator too
     env = envs.make(task.env_id, action_repeat=task.action_repeat,
-                    max_episode_steps=task.episode_steps)
+                    max_episode_steps=task.episode_steps * task.action_repeat)  # substeps
     env.reset(seed=cell.seed)
     controller = MPC(make_planner(cell.planner, task, env, cell.seed, model),
                      MPCConfig(replan_every=1, time_budget_ms=cell.budget_ms))
@@ -316,7 +316,7 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
 MODEL_ENSEMBLE = EnsembleConfig(ensemble_size=5, hidden_size=200, hidden_layers=3,
                                 weight_decay=(2.5e-5, 5e-5, 7.5e-5, 1e-4))
 MODEL_TRAINING = TrainConfig(max_epochs=60, patience=5)
-MODEL_DATA_EPISODES = (2, 6)  # random, expert
+MODEL_DATA_EPISODES = (2, 4)  # random, expert
 
 
 def describe(name: str) -> dict[str, Any]:
