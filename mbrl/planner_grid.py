@@ -31,6 +31,7 @@ instance or a cluster).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -65,6 +66,8 @@ from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics
 from mbrl.propagation import ModelDynamics, Propagation
 from mbrl.training import TrainConfig, fit
+
+log = logging.getLogger(__name__)
 
 #: Planners the grid knows, by name.
 PLANNERS = ("random-shooting", "cem", "icem", "mppi", "ilqr", "ddp", "mcts")
@@ -348,6 +351,8 @@ def task_model(name: str, out: Path, seed: int = 0) -> EnsembleDynamics:
         random_episodes=random_episodes, expert_episodes=expert_episodes,
         expert_horizon=task.horizon,
     )
+    log.info("%s: logging %d random and %d expert episodes for its ensemble", name,
+             random_episodes, expert_episodes)
     data = log_task_data(data_config, seed).arrays()
     env_task = envs.make(task.env_id).task
     torch.manual_seed(seed)
@@ -355,6 +360,8 @@ def task_model(name: str, out: Path, seed: int = 0) -> EnsembleDynamics:
     started = time.perf_counter()
     obs, act, next_obs = (torch.from_numpy(np.array(data[k])) for k in ("obs", "act", "next_obs"))
     report = fit(model, obs, act, next_obs, MODEL_TRAINING, torch.Generator().manual_seed(seed))
+    log.info("%s: ensemble fitted to %d transitions in %d epochs (%.0f s)", name,
+             data["obs"].shape[0], report.epochs, time.perf_counter() - started)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, path, extra={
         "task": name, "seed": seed, "transitions": int(data["obs"].shape[0]),
