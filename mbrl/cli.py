@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     planners.add_argument("--dynamics", nargs="+", choices=SOURCES, default=list(SOURCES),
                           metavar="SOURCE", help=f"what the planners plan through, from: "
                           f"{', '.join(SOURCES)}")
-    planners.add_argument("--budgets-ms", nargs="+", type=float, default=[20.0, 80.0],
+    planners.add_argument("--budgets-ms", nargs="+", type=float, default=[10.0, 40.0, 160.0],
                           help="wall-clock budgets per replan, milliseconds")
     planners.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
                           help="episode and planner seeds")

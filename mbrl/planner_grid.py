@@ -143,7 +143,7 @@ class GridTask:
 #: The default tasks: cart-pole and pendulum swing-up, a reacher, and a PyBullet arm.
 TASKS = {
     "cartpole-swingup": GridTask(
-        "mujoco/cartpole-swingup", 2, 200, 50, goal=(0.0, 1.0, 0.0, 0.0, 0.0),
+        "mujoco/cartpole-swingup", 4, 150, 20, goal=(0.0, 1.0, 0.0, 0.0, 0.0),
         weights=(0.2, 1.0, 1.0, 0.0, 0.01), action_weight=0.02,
         joint_observation=cartpole_observation),
     "pendulum-swingup": GridTask(
@@ -249,7 +249,7 @@ def make_planner(
         dtype = torch.float32
     if name == "random-shooting":
         return RandomShooting(dynamics, low, high, RandomShootingConfig(
-            horizon=task.horizon, population=256), generator=generator, dtype=dtype)
+            horizon=task.horizon, population=128), generator=generator, dtype=dtype)
     if name == "cem":
         return CEM(dynamics, low, high, CEMConfig(
             horizon=task.horizon, population=64, elites=8, iterations=many), generator=generator,

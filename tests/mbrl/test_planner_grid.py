@@ -76,7 +76,7 @@ def test_the_joint_state_observations_are_the_envs_own() -> None:
 def test_an_episode_lasts_its_control_steps_under_an_action_repeat() -> None:
     task = dataclasses.replace(planner_grid.TASKS["cartpole-swingup"], episode_steps=6,
                                horizon=3)
-    assert task.action_repeat == 2
+    assert task.action_repeat == 4
     row = planner_grid.run_cell(Cell("random-shooting", "cartpole-swingup", "simulator", 1e3, 0),
                                 task)
     assert row["steps"] == 6
