@@ -30,10 +30,14 @@ class SimulatorDynamics:
 
     Args:
         env: the env to mirror (its id, action repeat and physics parameters are copied).
+        rollout_threads: threads of the batched rollouts of a `mujoco/` env (None: the CPUs
+            this process may use; 1: on the calling thread, for a process that has one core).
     """
 
-    def __init__(self, env: RobotEnv) -> None:
-        self.env = _private_copy(env)
+    def __init__(self, env: RobotEnv, rollout_threads: int | None = None) -> None:
+        if rollout_threads is not None and not env.env_id.startswith("mujoco/"):
+            raise ValueError(f"rollout_threads applies to mujoco/ envs only, not {env.env_id}")
+        self.env = _private_copy(env, rollout_threads)
         self.env.reset(seed=0)
         self.task = self.env.task
         # MuJoCo backends roll out many sequences at once in C threads; others step in Python.
@@ -110,11 +114,14 @@ class SimulatorDynamics:
         return (rewards * alive).sum(dim=1)
 
 
-def _private_copy(env: RobotEnv) -> RobotEnv:
+def _private_copy(env: RobotEnv, rollout_threads: int | None = None) -> RobotEnv:
     """A new env with `env`'s id, action repeat and physics parameters and no time limit, for
     planning without disturbing the env that acts."""
     repeat = env.repeat if isinstance(env, ActionRepeat) else 1
-    copy = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT)
+    threads: dict[str, Any] = {}
+    if rollout_threads is not None:
+        threads["rollout_threads"] = rollout_threads
+    copy = make(env.env_id, action_repeat=repeat, max_episode_steps=_NO_TIME_LIMIT, **threads)
     copy.set_physics_params(**env.physics_params())
     return copy
 

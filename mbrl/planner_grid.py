@@ -24,8 +24,9 @@ A finished cell is appended to `cells.jsonl` in the output folder at once (one J
 line, flushed and synced), so a grid that was stopped resumes without recomputing what it
 finished. At the end: `planner_grid.json` (provenance, the grid, every cell, the summary), a
 Pareto plot of return against milliseconds per replan (`planner_grid.png`) and a markdown
-table (`planner_grid.md`). The cells run one after another here, or fan out over Ray (a local
-instance or a cluster).
+table (`planner_grid.md`). Each cell plans on one core (one torch thread, MuJoCo's batched rollouts
+on the calling thread), so a budget is one core's milliseconds; the cells run one after another
+here, or fan out over Ray (a local instance or a cluster), one CPU a cell.
 """
 
 from __future__ import annotations
@@ -241,8 +242,9 @@ def make_planner(
                            initial_controls=initial)
     dynamics: SimulatorDynamics | ModelDynamics
     dtype = F64
-    if model is None:
-        dynamics = SimulatorDynamics(env)
+    if model is None:  # a cell plans on one core, here and on Ray (one CPU a cell)
+        threads = 1 if task.env_id.startswith("mujoco/") else None
+        dynamics = SimulatorDynamics(env, rollout_threads=threads)
     else:
         dynamics = ModelDynamics(model, env.task, particles=2 * model.num_members,
                                  propagation=Propagation.TS_INFINITY, generator=generator)
@@ -286,6 +288,7 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
     if (model is None) != (cell.dynamics == "simulator"):
         raise ValueError(f"cell {cell.key} needs a model exactly when it plans on the ensemble")
     torch.manual_seed(cell.seed)  # the model's particles draw from torch's generator too
+    torch.set_num_threads(1)  # one core a cell: the budgets are one core's milliseconds
     env = envs.make(task.env_id, action_repeat=task.action_repeat,
                     max_episode_steps=task.episode_steps * task.action_repeat)  # substeps
     env.reset(seed=cell.seed)

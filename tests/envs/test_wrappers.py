@@ -80,6 +80,19 @@ def test_simulator_dynamics_returns_equal_the_envs_returns(env_id: str, repeat: 
         assert float(rewards[0]) == pytest.approx(reward, abs=1e-9)
 
 
+def test_rollouts_on_the_calling_thread_equal_the_threaded_ones() -> None:
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    env.reset(seed=2)
+    state = torch.from_numpy(env.get_state())
+    actions = torch.rand(16, 6, 1, generator=torch.Generator().manual_seed(1),
+                         dtype=torch.float64) * 2 - 1
+    threaded = SimulatorDynamics(env, rollout_threads=2).sequence_returns(state, actions)
+    alone = SimulatorDynamics(env, rollout_threads=1).sequence_returns(state, actions)
+    assert torch.equal(threaded, alone)
+    with pytest.raises(ValueError, match="applies to mujoco/ envs only, not dmc/"):
+        SimulatorDynamics(envs.make("dmc/cartpole-swingup"), rollout_threads=1)
+
+
 def test_planning_does_not_disturb_the_acting_env() -> None:
     env = envs.make("mujoco/cartpole-swingup")
     env.reset(seed=1)
