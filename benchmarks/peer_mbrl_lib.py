@@ -6,7 +6,8 @@ and runs in `benchmarks/peer_workers/mbrl_lib_worker.py`, pinned to the core our
 (`benchmarks.peers.Worker`). Three comparisons, as in `benchmarks/peers.py`:
 
 - pendulum (`benchmarks/peer_problem.py`): our `CEM` and `MPPI` in `MPC` against mbrl-lib's
-  `CEMOptimizer` and `MPPIOptimizer` in its `TrajectoryOptimizer`, settings mapped onto ours
+  `CEMOptimizer` and `MPPIOptimizer` in its `TrajectoryOptimizer`, both maximising the same
+  objective function (`peer_problem.sequence_returns`), settings mapped onto ours
   as closely as the algorithms allow (what still differs is listed in the results); alternating
   timing blocks of receding-horizon calls from the same state, the ratio ours / peer per block,
   and the summed cost of MPC episodes;
@@ -24,20 +25,16 @@ mbrl-lib 0.2.0 pins hydra-core 1.0.3, which does not import on Python 3.11: its 
 with `--no-deps` and every package pinned by hand, hydra-core 1.3.2 and omegaconf 2.3.0
 among them (with which its hydra configs need `_recursive_: False`).
 
-    python -m benchmarks.peer_mbrl_lib [--blocks 10] [--calls 20] [--episodes 3]
-        [--model runs/bench-pets/dmc-cartpole-swingup-seed0/model.pt] [--episode-steps 60]
-
-Writes benchmarks/results/peers_mbrl_lib.json and .png.
+`python -m benchmarks.peers` runs it beside pytorch_mppi (see there); it plots
+`benchmarks/results/peers_mbrl_lib.png`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,14 +52,11 @@ import torch
 
 import envs
 from benchmarks.peers import (
-    BENCHMARK_CORE,
     TORCH,
-    ProblemDynamics,
     Worker,
     load_problem,
     peer_python,
 )
-from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig
 from mbrl.algorithms.pets import PETSConfig, planning_controller
 from mbrl.checkpoint import load_model
@@ -215,17 +209,18 @@ class PetsComparison:
     #: Planning steps timed, one pair (ours, then mbrl-lib's) from each observation.
     timing_pairs: int = 8
     #: Episodes of each side on the real env (seeds 0, 1, ...).
-    episodes: int = 3
-    #: Control steps per episode (the env's own limit is 1000 / action_repeat).
-    episode_steps: int = 60
+    episodes: int = 2
+    #: Control steps per episode at most (the env's own limit, 1000 / action_repeat, ends it
+    #: first: a whole episode, whose return is the final return).
+    episode_steps: int = 1000
     #: Our cheaper planner: iCEM (Pinneri et al. 2020): colored noise, a decaying population,
     #: elites kept between iterations and replans, 3 iterations.
     cheap_planner: CEMConfig = field(default_factory=lambda: CEMConfig(
-        horizon=15, population=100, elites=10, iterations=3, momentum=0.1, initial_std=0.25,
+        horizon=15, population=120, elites=12, iterations=3, momentum=0.1, initial_std=0.25,
         noise_beta=2.0, keep_elites_fraction=0.3, population_decay=1.3,
     ))
     #: Particles of our cheaper setting.
-    cheap_particles: int = 10
+    cheap_particles: int = 20
     #: Propagation of our cheaper setting (`mbrl.propagation.Propagation` value).
     cheap_propagation: str = "tsinf"
 
@@ -282,10 +277,23 @@ def compare_mbrl_lib(
     return results
 
 
+class ProblemObjective:
+    """The shared objective (`peer_problem.sequence_returns`, the very function mbrl-lib's
+    optimizers are given) as our planners' `SequenceDynamics`."""
+
+    def __init__(self, problem: ModuleType) -> None:
+        self.problem = problem
+
+    def sequence_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Minus the summed running cost `[N]` of sequences `[N, H, 1]` from `state` `[2]`."""
+        returns: torch.Tensor = self.problem.sequence_returns(state, actions)
+        return returns
+
+
 def _our_pendulum_cem(problem: ModuleType, settings: MbrlLibCEM, seed: int) -> MPC:
     action_range = problem.ACTION_HIGH - problem.ACTION_LOW
     planner = CEM(
-        ProblemDynamics(problem), torch.tensor([problem.ACTION_LOW]),
+        ProblemObjective(problem), torch.tensor([problem.ACTION_LOW]),
         torch.tensor([problem.ACTION_HIGH]), settings.ours(action_range),
         generator=torch.Generator().manual_seed(seed), dtype=torch.float32,
     )
@@ -295,7 +303,7 @@ def _our_pendulum_cem(problem: ModuleType, settings: MbrlLibCEM, seed: int) -> M
 def _our_pendulum_mppi(problem: ModuleType, settings: MbrlLibMPPI, seed: int) -> MPC:
     action_range = problem.ACTION_HIGH - problem.ACTION_LOW
     planner = MPPI(
-        ProblemDynamics(problem), torch.tensor([problem.ACTION_LOW]),
+        ProblemObjective(problem), torch.tensor([problem.ACTION_LOW]),
         torch.tensor([problem.ACTION_HIGH]), settings.ours(action_range),
         generator=torch.Generator().manual_seed(seed), dtype=torch.float32,
     )
@@ -611,38 +619,7 @@ def _episode(
     return total, plan_ms
 
 
-def _pin_to_benchmark_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {BENCHMARK_CORE})
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", type=int, default=10, help="alternating timing blocks")
-    parser.add_argument("--calls", type=int, default=20, help="calls per block and side")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes per side and task")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="the learned cart-pole ensemble (an mbrl.checkpoint file)")
-    parser.add_argument("--episode-steps", type=int, default=PetsComparison.episode_steps,
-                        help="control steps per cart-pole episode")
-    parser.add_argument("--no-pets", action="store_true", help="the pendulum only")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
-    _pin_to_benchmark_core()
-    pets = None if args.no_pets else PetsComparison(
-        model=args.model, episodes=args.episodes, episode_steps=args.episode_steps
-    )
-    result = compare_mbrl_lib(args.blocks, args.calls, args.episodes, pets=pets)
-    print(json.dumps(_summary(result), indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "peers_mbrl_lib", **provenance(), "mbrl_lib": result}
-    (args.out / "peers_mbrl_lib.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    plot(result, args.out / "peers_mbrl_lib.png")
-
-
-def _summary(result: dict[str, Any]) -> dict[str, Any]:
+def headline(result: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of `compare_mbrl_lib`'s result."""
     summary: dict[str, Any] = {}
     for name in ("cem", "mppi"):
@@ -713,6 +690,3 @@ def _plot_pets(pets: dict[str, Any], returns: Any, times: Any) -> None:
     times.set_title(f"step ratio {step['ratio_median']:.2f} at equal configuration; "
                     f"iCEM {episodes['time_ratio']:.2f}", fontsize=9)
 
-
-if __name__ == "__main__":
-    main()

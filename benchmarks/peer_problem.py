@@ -29,6 +29,17 @@ def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return 1 + torch.cos(state[:, 0]) + 0.01 * state[:, 1] ** 2 + 0.001 * action[:, 0] ** 2
 
 
+def sequence_returns(state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The objective the optimizers maximise: minus the summed running cost `[N]` of action
+    sequences `[N, H, 1]` from `state` `[2]` (the states they reach, from the first on)."""
+    states = state.to(torch.float32).reshape(1, 2).expand(actions.shape[0], 2)
+    total = torch.zeros(actions.shape[0])
+    for t in range(actions.shape[1]):
+        states = dynamics(states, actions[:, t])
+        total -= running_cost(states, actions[:, t])
+    return total
+
+
 def episode_cost(command: object, steps: int) -> float:
     """The summed running cost of `steps` steps from `START` under `command(state [2]) ->
     action [1]` (a planner's receding-horizon controller)."""

@@ -12,12 +12,14 @@ same samples, horizon, temperature and noise:
   range;
 - objective: the summed cost of an MPC episode from hanging, for each seed.
 
-Peers so far: pytorch_mppi (`pytorch-mppi==0.9.1`: `MPPI.command` against our `MPPI` in
-`MPC`). Still to come (issue 6): mbrl-lib.
+Peers: pytorch_mppi (`pytorch-mppi==0.9.1`: `MPPI.command` against our `MPPI` in `MPC`) and
+mbrl-lib (`mbrl==0.2.0`: its CEM and MPPI optimizers on the same objective, and its PETS
+planning step through the same learned ensemble; see `benchmarks/peer_mbrl_lib.py`).
 
-    python -m benchmarks.peers [--blocks 15] [--calls 40] [--episodes 3]
+    python -m benchmarks.peers [--peers pytorch_mppi mbrl_lib] [--blocks 15] [--calls 40]
+        [--episodes 3] [--pets-episodes 2] [--model runs/bench-pets/...seed0/model.pt]
 
-Writes benchmarks/results/peers.json and .png.
+Writes benchmarks/results/peers.json, peers.png (pytorch_mppi) and peers_mbrl_lib.png.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -202,21 +205,53 @@ def compare_pytorch_mppi(
     }
 
 
+PEERS = ("pytorch_mppi", "mbrl_lib")
+
+
 def main() -> None:
+    from benchmarks import peer_mbrl_lib  # it builds on this module
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
     parser.add_argument("--blocks", type=int, default=15, help="alternating timing blocks")
     parser.add_argument("--calls", type=int, default=40, help="calls per block and side")
-    parser.add_argument("--episodes", type=int, default=3, help="MPC episodes per side")
+    parser.add_argument("--episodes", type=int, default=3, help="pendulum episodes per side")
+    parser.add_argument("--pets-episodes", type=int, default=2,
+                        help="learned cart-pole episodes per side (mbrl-lib)")
+    parser.add_argument("--model", type=Path, default=peer_mbrl_lib.DEFAULT_MODEL,
+                        help="the learned cart-pole ensemble both PETS planners use")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     _on_the_benchmark_core()
-    result = compare_pytorch_mppi(MPPISettings(), args.blocks, args.calls, args.episodes)
-    print(json.dumps({k: v for k, v in result.items() if k != "ratios"}, indent=2))
+    payload: dict[str, Any] = {"benchmark": "peers"}
+    if "pytorch_mppi" in args.peers:
+        payload["pytorch_mppi"] = compare_pytorch_mppi(
+            MPPISettings(), args.blocks, args.calls, args.episodes)
+        plot(payload["pytorch_mppi"], args.out / "peers.png")
+    if "mbrl_lib" in args.peers:
+        pets = peer_mbrl_lib.PetsComparison(model=args.model, episodes=args.pets_episodes)
+        payload["mbrl_lib"] = peer_mbrl_lib.compare_mbrl_lib(
+            args.blocks, args.calls, args.episodes, pets=pets)
+        peer_mbrl_lib.plot(payload["mbrl_lib"], args.out / "peers_mbrl_lib.png")
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "peers", **provenance(), "pytorch_mppi": result}
-    (args.out / "peers.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(result, args.out / "peers.png")
+    payload = {**payload, **provenance()}  # the revision is read once the run is over
+    (args.out / "peers.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(json.dumps(summary(payload), indent=2))
+
+
+def summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """Each comparison's headline: ms per replan of both sides, the ratio, the objective."""
+    from benchmarks import peer_mbrl_lib
+
+    lines: dict[str, Any] = {}
+    if "pytorch_mppi" in payload:
+        result = payload["pytorch_mppi"]
+        lines["pytorch_mppi"] = {k: v for k, v in result.items() if k != "ratios"}
+    if "mbrl_lib" in payload:
+        lines["mbrl_lib"] = peer_mbrl_lib.headline(payload["mbrl_lib"])
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -74,12 +74,8 @@ def pendulum_objective(problem: ModuleType, state: torch.Tensor) -> Objective:
     cost of the states they reach, `[N]`."""
 
     def returns(actions: torch.Tensor) -> torch.Tensor:
-        states = state.reshape(1, 2).expand(actions.shape[0], 2)
-        total = torch.zeros(actions.shape[0])
-        for t in range(actions.shape[1]):
-            states = problem.dynamics(states, actions[:, t])
-            total -= problem.running_cost(states, actions[:, t])
-        return total
+        values: torch.Tensor = problem.sequence_returns(state, actions)
+        return values
 
     return returns
 
