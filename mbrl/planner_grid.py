@@ -225,8 +225,10 @@ def make_planner(
     model: EnsembleDynamics | None = None,
 ) -> Planner:
     """The planner `name` through the true simulator, or through `model` if given, its
-    iterations bounded only by the budget (each replan's deadline). Through a model the
-    sampling planners sample in float32, the model's precision."""
+    iterations bounded only by the budget (each replan's deadline). Small populations (32 a
+    CEM or MPPI iteration, 64 for random shooting), so that an iteration fits the smaller
+    budgets. Through a model the sampling planners sample in float32, the model's precision,
+    and propagate one particle per member (TS-infinity)."""
     low = torch.tensor(env.task.action_low, dtype=F64)
     high = torch.tensor(env.task.action_high, dtype=F64)
     generator = torch.Generator().manual_seed(seed)
@@ -246,23 +248,23 @@ def make_planner(
         threads = 1 if task.env_id.startswith("mujoco/") else None
         dynamics = SimulatorDynamics(env, rollout_threads=threads)
     else:
-        dynamics = ModelDynamics(model, env.task, particles=2 * model.num_members,
+        dynamics = ModelDynamics(model, env.task, particles=model.num_members,
                                  propagation=Propagation.TS_INFINITY, generator=generator)
         dtype = torch.float32
     if name == "random-shooting":
         return RandomShooting(dynamics, low, high, RandomShootingConfig(
-            horizon=task.horizon, population=128), generator=generator, dtype=dtype)
+            horizon=task.horizon, population=64), generator=generator, dtype=dtype)
     if name == "cem":
         return CEM(dynamics, low, high, CEMConfig(
-            horizon=task.horizon, population=64, elites=8, iterations=many), generator=generator,
+            horizon=task.horizon, population=32, elites=4, iterations=many), generator=generator,
             dtype=dtype)
     if name == "icem":  # Pinneri et al. 2020: coloured noise, decaying population, kept elites
         return CEM(dynamics, low, high, CEMConfig(
-            horizon=task.horizon, population=64, elites=8, iterations=many, noise_beta=2.5,
+            horizon=task.horizon, population=32, elites=4, iterations=many, noise_beta=2.5,
             population_decay=1.25, keep_elites_fraction=0.3), generator=generator, dtype=dtype)
     if name == "mppi":
         return MPPI(dynamics, low, high, MPPIConfig(
-            horizon=task.horizon, population=64, iterations=many, temperature=0.5),
+            horizon=task.horizon, population=32, iterations=many, temperature=0.5),
             generator=generator, dtype=dtype)
     if name == "mcts":
         return MCTS(dynamics, low, high, MCTSConfig(
@@ -338,7 +340,7 @@ def model_settings() -> dict[str, Any]:
     random_episodes, expert_episodes = MODEL_DATA_EPISODES
     return {"ensemble": asdict(MODEL_ENSEMBLE), "training": asdict(MODEL_TRAINING),
             "random_episodes": random_episodes, "expert_episodes": expert_episodes,
-            "particles": "2 per member, trajectory sampling (TS-inf)"}
+            "particles": "1 per member, trajectory sampling (TS-inf)"}
 
 
 def task_model(name: str, out: Path, seed: int = 0) -> EnsembleDynamics:
