@@ -120,10 +120,12 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
         "models": planner_grid.model_settings() if "ensemble" in args.dynamics else None,
         "summary": points, "cells": rows,
     })
-    table = planner_grid.markdown_table(points)
+    front = planner_grid.markdown_table(points, only_pareto=True)
+    table = (f"## The Pareto front of each task\n\n{front}\n"
+             f"## Every point\n\n{planner_grid.markdown_table(points)}")
     (out / "planner_grid.md").write_text(table, encoding="utf-8")
     planner_grid.plot_pareto(points, out / "planner_grid.png")
-    print(table)
+    print(front)
     print(f"written: {out / 'planner_grid.json'}, {out / 'planner_grid.md'}, "
           f"{out / 'planner_grid.png'}")
     return 0

@@ -496,14 +496,15 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return points
 
 
-def markdown_table(points: Sequence[dict[str, Any]]) -> str:
-    """The summary as a markdown table; Pareto-optimal points in bold. "fell back" is the
-    share of replans that played the previous plan shifted, because even one iteration did
-    not fit the budget."""
+def markdown_table(points: Sequence[dict[str, Any]], only_pareto: bool = False) -> str:
+    """The summary as a markdown table; Pareto-optimal points in bold (`only_pareto`: just
+    those, the table a README can include). "fell back" is the share of replans that played
+    the previous plan shifted, because even one iteration did not fit the budget."""
     lines = ["| task | planner | dynamics | budget (ms) | ms per replan | fell back | "
              "mean return | episodes |", "|---|---|---|---|---|---|---|---|"]
-    for p in sorted(points, key=lambda p: (p["task"], p["dynamics"], p["planner"],
-                                           p["budget_ms"])):
+    shown = [p for p in points if p["pareto"] or not only_pareto]
+    for p in sorted(shown, key=lambda p: (p["task"], p["dynamics"], p["planner"],
+                                          p["budget_ms"])):
         value = f"{p['mean_return']:.1f}"
         lines.append(f"| {p['task']} | {p['planner']} | {p['dynamics']} | {p['budget_ms']:g} | "
                      f"{p['plan_ms']:.1f} | {p['fallback_share']:.0%} | "

@@ -139,6 +139,8 @@ def test_the_summary_marks_the_pareto_front() -> None:
     table = planner_grid.markdown_table(list(points.values()))
     assert "| t | a | simulator | 20 | 20.0 | 25% | **15.0** | 2 |" in table
     assert "| t | b | simulator | 80 | 70.0 | 0% | 14.0 | 1 |" in table
+    front = planner_grid.markdown_table(list(points.values()), only_pareto=True)
+    assert "| t | a | simulator | 20 |" in front and "| t | b | simulator | 80 |" not in front
 
 
 def test_mbrl_bench_planners_writes_its_outputs_and_resumes(tiny: str, tmp_path: Path) -> None:
