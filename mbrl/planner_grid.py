@@ -215,7 +215,7 @@ def unavailable(planner: str, task: GridTask, source: str) -> str | None:
     """Why `planner` cannot plan `task` through `source`, or None if it can."""
     if planner in GRADIENT_BASED and source == "simulator" and task.joint_observation is None:
         if not task.env_id.startswith(("mujoco/", "dmc/")):
-            return "the simulator gives no derivatives (MuJoCo's finite differences only)"
+            return "no derivatives of this simulator (only MuJoCo's finite differences are wired)"
         return "no torch function from the joint state to this task's observation"
     return None
 
@@ -514,34 +514,50 @@ def markdown_table(points: Sequence[dict[str, Any]], only_pareto: bool = False) 
 
 
 def plot_pareto(points: Sequence[dict[str, Any]], path: Path) -> None:
-    """Return against ms per replan, one panel per task, the Pareto front drawn; solid lines
-    plan on the simulator, dashed ones on the ensemble, one colour per planner."""
+    """Return against ms per replan, one panel per task (two a row), the Pareto front drawn;
+    one colour per planner, solid lines and circles through the simulator, dotted lines and
+    squares through the ensemble; a hollow marker is a point whose replans mostly (over half)
+    fell back on the previous plan."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({p["task"] for p in points})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    columns = min(2, len(tasks))
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
         mine = [p for p in points if p["task"] == task]
         for i, planner in enumerate(PLANNERS):
-            for dynamics, style in (("simulator", "-"), ("ensemble", ":")):
+            for dynamics, style, marker in (("simulator", "-", "o"), ("ensemble", ":", "s")):
                 ps = sorted((p for p in mine if p["planner"] == planner
                              and p["dynamics"] == dynamics), key=lambda p: p["plan_ms"])
-                if ps:
-                    ax.plot([p["plan_ms"] for p in ps], [p["mean_return"] for p in ps],
-                            marker="o" if dynamics == "simulator" else "s", ls=style,
-                            color=f"C{i}", label=f"{planner} ({dynamics})")
+                if not ps:
+                    continue
+                ax.plot([p["plan_ms"] for p in ps], [p["mean_return"] for p in ps], ls=style,
+                        color=f"C{i}", lw=1.2, label=f"{planner} ({dynamics})")
+                for p in ps:
+                    hollow = p.get("fallback_share", 0.0) > 0.5
+                    ax.plot(p["plan_ms"], p["mean_return"], marker=marker, ms=6, color=f"C{i}",
+                            markerfacecolor="white" if hollow else f"C{i}")
         front = sorted((p for p in mine if p["pareto"]), key=lambda p: p["plan_ms"])
         ax.step([p["plan_ms"] for p in front], [p["mean_return"] for p in front], where="post",
-                color="black", lw=1, ls="--", label="Pareto front")
+                color="black", lw=1.5, ls="--", label="Pareto front")
         ax.set_xscale("log")
-        ax.set_xlabel("ms per replan (median)")
+        ax.set_xlabel("ms per replan (median, one core)")
         ax.set_ylabel("episode return (mean over seeds)")
         ax.set_title(task)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in axes.flat[1:len(tasks)]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

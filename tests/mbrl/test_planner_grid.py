@@ -53,8 +53,8 @@ def test_ilqr_on_a_simulator_without_derivatives_is_left_out_with_the_reason() -
     assert {(c.planner, c.dynamics) for c in cells} == {
         ("cem", "simulator"), ("ilqr", "ensemble"), ("cem", "ensemble")}
     assert left_out == [{"planner": "ilqr", "task": "kuka-reach", "dynamics": "simulator",
-                         "reason": "the simulator gives no derivatives (MuJoCo's finite "
-                         "differences only)"}]
+                         "reason": "no derivatives of this simulator (only MuJoCo's finite "
+                         "differences are wired)"}]
 
 
 def test_the_joint_state_observations_are_the_envs_own() -> None:
