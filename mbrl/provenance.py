@@ -33,8 +33,10 @@ def git_revision() -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).parent,
         )
+        # A benchmark's own outputs (written before this is read) do not make the code dirty.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+             ":(exclude,top)benchmarks/results"], capture_output=True,
             text=True, check=True, cwd=Path(__file__).parent,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
