@@ -9,7 +9,7 @@ particles), to `SequenceDynamics`. `sequence_returns` picks the fast path when i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 
@@ -45,15 +45,18 @@ def sequence_returns(
 
     A NaN or infinite return (a diverged rollout) becomes `-inf`, so it ranks last, never first.
     """
-    if isinstance(dynamics, SequenceDynamics):
-        returns = dynamics.sequence_returns(state, actions)
+    # The attribute, not `isinstance` against the runtime-checkable protocol: that check costs
+    # about 25 us, a percent of a fast replan, and this runs once per planner iteration.
+    score = getattr(dynamics, "sequence_returns", None)
+    if callable(score):
+        returns = score(state, actions)
     else:
-        n, horizon, _ = actions.shape
-        x = state.expand(n, -1)
-        returns = torch.zeros(n, dtype=actions.dtype, device=actions.device)
-        for t in range(horizon):
-            x_next = dynamics.step(x, actions[:, t])
-            returns.add_(dynamics.reward(x, actions[:, t], x_next))
+        model = cast(Dynamics, dynamics)
+        x = state.expand(actions.shape[0], -1)
+        returns = torch.zeros(actions.shape[0], dtype=actions.dtype, device=actions.device)
+        for action in actions.unbind(dim=1):
+            x_next = model.step(x, action)
+            returns.add_(model.reward(x, action, x_next))
             x = x_next
     return torch.nan_to_num(returns, nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
 
