@@ -201,7 +201,7 @@ def compare_pytorch_mppi(
         "ratio_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
         "ratios": ratios, "our_episode_costs": our_costs, "peer_episode_costs": peer_costs,
         "target": "ours at least as fast (ratio <= 1) with an equal or lower episode cost",
-        "met": float(np.median(ratios)) <= 1.0 and np.mean(our_costs) <= np.mean(peer_costs),
+        "met": bool(np.median(ratios) <= 1.0 and np.mean(our_costs) <= np.mean(peer_costs)),
     }
 
 
@@ -238,7 +238,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {**payload, **provenance()}  # the revision is read once the run is over
     (args.out / "peers.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(json.dumps(summary(payload), indent=2))
+    print(json.dumps(summary(payload), indent=2, default=str))
 
 
 def summary(payload: dict[str, Any]) -> dict[str, Any]:
