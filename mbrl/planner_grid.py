@@ -118,15 +118,14 @@ class GridTask:
     #: and DDP on the simulator; None where there is none (they then plan only on the model).
     joint_observation: JointObservation | None = None
 
-    def costs(self, simulator: bool) -> tuple[
+    def costs(self, simulator: bool, action_dim: int) -> tuple[
         QuadraticCost | ResidualCost, QuadraticFinalCost | ResidualFinalCost
     ]:
         """The running and final costs on the planner's state: the joint state through
         `joint_observation` (Gauss-Newton) on the simulator, else the observation itself."""
         goal = torch.tensor(self.goal, dtype=F64)
         weights = torch.diag(torch.tensor(self.weights, dtype=F64))
-        du = len(envs.make(self.env_id).task.action_low)
-        action = self.action_weight * torch.eye(du, dtype=F64)
+        action = self.action_weight * torch.eye(action_dim, dtype=F64)
         if not simulator:
             return (QuadraticCost(weights, action, x_ref=goal),
                     QuadraticFinalCost(self.final_scale * weights, x_ref=goal))
@@ -234,7 +233,7 @@ def make_planner(
     generator = torch.Generator().manual_seed(seed)
     many = 10**4
     if name in GRADIENT_BASED:
-        cost, final_cost = task.costs(simulator=model is None)
+        cost, final_cost = task.costs(simulator=model is None, action_dim=low.shape[0])
         dynamics_fn = (JointSpaceDynamics(env, "control_step", centred=False) if model is None
                        else ensemble_dynamics(model))
         # A small push off the cost's stationary points (a pendulum hanging at rest).
@@ -359,9 +358,8 @@ def task_model(name: str, out: Path, seed: int = 0) -> EnsembleDynamics:
     log.info("%s: logging %d random and %d expert episodes for its ensemble", name,
              random_episodes, expert_episodes)
     data = log_task_data(data_config, seed).arrays()
-    env_task = envs.make(task.env_id).task
     torch.manual_seed(seed)
-    model = EnsembleDynamics(env_task.obs_dim, env_task.act_dim, MODEL_ENSEMBLE)
+    model = EnsembleDynamics(data["obs"].shape[1], data["act"].shape[1], MODEL_ENSEMBLE)
     started = time.perf_counter()
     obs, act, next_obs = (torch.from_numpy(np.array(data[k])) for k in ("obs", "act", "next_obs"))
     report = fit(model, obs, act, next_obs, MODEL_TRAINING, torch.Generator().manual_seed(seed))
