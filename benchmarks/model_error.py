@@ -50,7 +50,7 @@ from mbrl.multistep import (
     windows,
     within_two_std,
 )
-from mbrl.training import TrainConfig, fit
+from mbrl.training import TrainConfig, fit_buffer
 
 #: Logged training data per task; the expert's budget and horizon keep each task's logging
 #: near a minute on a shared two-core machine (cart-pole's physics costs most per step).
@@ -170,20 +170,12 @@ def fit_model(
     buffer: ReplayBuffer, config: EnsembleConfig, seed: int
 ) -> tuple[EnsembleDynamics, dict[str, Any]]:
     """A model of `config` fitted to every transition of `buffer`, and what fitting did."""
-    data = buffer.arrays()
     model = EnsembleDynamics(
         buffer.obs_dim, buffer.act_dim, config, generator=torch.Generator().manual_seed(seed)
     )
     train_config = dataclasses.replace(TRAIN, num_elites=config.ensemble_size)
     started = time.perf_counter()
-    report = fit(  # torch.tensor copies: the buffer's arrays are read-only views
-        model,
-        torch.tensor(data["obs"]),
-        torch.tensor(data["act"]),
-        torch.tensor(data["next_obs"]),
-        train_config,
-        torch.Generator().manual_seed(seed),
-    )
+    report = fit_buffer(model, buffer, train_config, torch.Generator().manual_seed(seed))
     return model, {
         "train_s": time.perf_counter() - started,
         "epochs": report.epochs,

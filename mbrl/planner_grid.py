@@ -66,7 +66,7 @@ from mbrl.logged_data import TaskDataConfig, log_task_data
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics
 from mbrl.propagation import ModelDynamics, Propagation
-from mbrl.training import TrainConfig, fit
+from mbrl.training import TrainConfig, fit_buffer
 
 log = logging.getLogger(__name__)
 
@@ -357,17 +357,16 @@ def task_model(name: str, out: Path, seed: int = 0) -> EnsembleDynamics:
     )
     log.info("%s: logging %d random and %d expert episodes for its ensemble", name,
              random_episodes, expert_episodes)
-    data = log_task_data(data_config, seed).arrays()
+    data = log_task_data(data_config, seed)
     torch.manual_seed(seed)
-    model = EnsembleDynamics(data["obs"].shape[1], data["act"].shape[1], MODEL_ENSEMBLE)
+    model = EnsembleDynamics(data.obs_dim, data.act_dim, MODEL_ENSEMBLE)
     started = time.perf_counter()
-    obs, act, next_obs = (torch.from_numpy(np.array(data[k])) for k in ("obs", "act", "next_obs"))
-    report = fit(model, obs, act, next_obs, MODEL_TRAINING, torch.Generator().manual_seed(seed))
+    report = fit_buffer(model, data, MODEL_TRAINING, torch.Generator().manual_seed(seed))
     log.info("%s: ensemble fitted to %d transitions in %d epochs (%.0f s)", name,
-             data["obs"].shape[0], report.epochs, time.perf_counter() - started)
+             len(data), report.epochs, time.perf_counter() - started)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, path, extra={
-        "task": name, "seed": seed, "transitions": int(data["obs"].shape[0]),
+        "task": name, "seed": seed, "transitions": len(data),
         "data": asdict(data_config), "training": asdict(MODEL_TRAINING),
         "fit_s": time.perf_counter() - started, "epochs": report.epochs,
         "holdout_mse": list(report.holdout_mse),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mbrl.data import ReplayBuffer
 from mbrl.models import EnsembleDynamics
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,24 @@ def fit(
         best_epochs=tuple(best_epochs.tolist()),
         elites=tuple(elites.tolist()),
         stopped_early=stopped_early,
+    )
+
+
+def fit_buffer(
+    model: EnsembleDynamics,
+    buffer: ReplayBuffer,
+    config: TrainConfig = TrainConfig(),
+    generator: torch.Generator | None = None,
+) -> FitReport:
+    """`fit` to every transition in `buffer` (copied: its arrays are read-only views)."""
+    arrays = buffer.arrays()
+    return fit(
+        model,
+        torch.tensor(arrays["obs"]),
+        torch.tensor(arrays["act"]),
+        torch.tensor(arrays["next_obs"]),
+        config,
+        generator,
     )
 
 

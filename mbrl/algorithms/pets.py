@@ -39,7 +39,7 @@ from mbrl.data import ReplayBuffer
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.propagation import ModelDynamics, Propagation
 from mbrl.rundir import write_csv, write_json
-from mbrl.training import TrainConfig, fit
+from mbrl.training import TrainConfig, fit_buffer
 from mbrl.video import try_render, write_video
 
 METRICS = "metrics.csv"
@@ -123,15 +123,7 @@ def train_pets(
         if episode < config.random_episodes:
             policy = _random_policy(task, rng)
         else:
-            arrays = buffer.arrays()
-            report = fit(  # torch.tensor copies: the buffer's arrays are read-only views
-                model,
-                torch.tensor(arrays["obs"]),
-                torch.tensor(arrays["act"]),
-                torch.tensor(arrays["next_obs"]),
-                config.train,
-                generator,
-            )
+            report = fit_buffer(model, buffer, config.train, generator)
             policy = planning_policy(model, task, config, generator)
         episode_return, steps, plan_ms = run_episode(
             env, policy, seed=int(rng.integers(2**31)), buffer=buffer
