@@ -34,6 +34,7 @@ from controllers.sampling import (
     initial_mean,
     next_iteration_ends_late,
 )
+from controllers.validation import check_types, require, require_positive
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,16 @@ class CEMConfig:
     return_mean: bool = False
 
     def __post_init__(self) -> None:
-        if min(self.horizon, self.population, self.elites, self.iterations) < 1:
-            raise ValueError(f"horizon, population, elites and iterations must be >= 1: {self}")
-        if self.elites > self.population:
-            raise ValueError(f"elites ({self.elites}) exceed population ({self.population})")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not self.initial_std > 0.0:
-            raise ValueError(f"initial_std must be > 0, got {self.initial_std}")
-        if not self.noise_beta >= 0.0:
-            raise ValueError(f"noise_beta must be >= 0, got {self.noise_beta}")
-        if not 0.0 <= self.keep_elites_fraction <= 1.0:
-            raise ValueError(
-                f"keep_elites_fraction must be in [0, 1], got {self.keep_elites_fraction}"
-            )
-        if not self.population_decay >= 1.0:
-            raise ValueError(f"population_decay must be >= 1, got {self.population_decay}")
+        check_types(self)
+        require_positive(self, "horizon", "population", "elites", "iterations")
+        require(self, "elites", self.elites <= self.population,
+                f"must not exceed population ({self.population})")
+        require(self, "momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)")
+        require(self, "initial_std", self.initial_std > 0.0, "must be > 0")
+        require(self, "noise_beta", self.noise_beta >= 0.0, "must be >= 0")
+        require(self, "keep_elites_fraction", 0.0 <= self.keep_elites_fraction <= 1.0,
+                "must be in [0, 1]")
+        require(self, "population_decay", self.population_decay >= 1.0, "must be >= 1")
 
     @property
     def kept_elites(self) -> int:

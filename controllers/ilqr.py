@@ -41,6 +41,7 @@ from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 from controllers.box_qp import cholesky_solve, solve_box_qp
 from controllers.protocols import Plan
 from controllers.sampling import initial_mean
+from controllers.validation import check_types, require, require_positive
 
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func, unless it also has
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
@@ -85,15 +86,15 @@ class ILQRConfig:
     min_decrease_ratio: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.max_iterations < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
-        if not 0 < self.mu_min <= self.mu_max or self.mu_init < 0 or self.mu_factor <= 1:
-            raise ValueError(
-                "need 0 < mu_min <= mu_max, mu_init >= 0 and mu_factor > 1, got "
-                f"{self.mu_min}, {self.mu_max}, {self.mu_init}, {self.mu_factor}"
-            )
-        if not self.alphas or any(not 0 < a <= 1 for a in self.alphas):
-            raise ValueError(f"alphas must be in (0, 1], got {self.alphas}")
+        check_types(self)
+        require_positive(self, "max_iterations")
+        for name in ("cost_tolerance", "step_tolerance", "mu_init", "min_decrease_ratio"):
+            require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        require(self, "mu_min", self.mu_min > 0, "must be > 0")
+        require(self, "mu_max", self.mu_max >= self.mu_min, f"must be >= mu_min ({self.mu_min})")
+        require(self, "mu_factor", self.mu_factor > 1, "must be > 1")
+        require(self, "alphas", len(self.alphas) > 0 and all(0 < a <= 1 for a in self.alphas),
+                "must be one or more step sizes in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from controllers.protocols import Dynamics, Plan, sequence_returns
+from controllers.validation import check_types, require, require_positive
 
 #: `prior(state [dx], actions [A, du]) -> [A]` probabilities over the candidate actions.
 PriorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -82,21 +83,19 @@ class MCTSConfig:
     reuse_tolerance: float = 1e-6
 
     def __post_init__(self) -> None:
-        if min(self.horizon, self.simulations, self.rollouts_per_leaf) < 1:
-            raise ValueError(f"horizon, simulations and rollouts_per_leaf must be >= 1: {self}")
-        if self.time_budget_ms is not None and not self.time_budget_ms > 0:
-            raise ValueError(f"time_budget_ms must be > 0, got {self.time_budget_ms}")
-        if self.exploration < 0 or self.rollout_horizon < 0 or self.reuse_tolerance < 0:
-            raise ValueError(f"exploration, rollout_horizon and reuse_tolerance must be >= 0: "
-                             f"{self}")
-        if self.grid_points is not None and self.grid_points < 2:
-            raise ValueError(f"grid_points must be >= 2, got {self.grid_points}")
-        if not (self.widening_k > 0 and 0 < self.widening_alpha < 1):
-            raise ValueError(f"need widening_k > 0 and 0 < widening_alpha < 1: {self}")
-        if not (self.outcome_widening_k >= 1 and 0 <= self.outcome_widening_alpha < 1):
-            raise ValueError(
-                f"need outcome_widening_k >= 1 and 0 <= outcome_widening_alpha < 1: {self}"
-            )
+        check_types(self)
+        require_positive(self, "horizon", "simulations", "rollouts_per_leaf")
+        require(self, "time_budget_ms", self.time_budget_ms is None or self.time_budget_ms > 0,
+                "must be > 0 or null")
+        for name in ("exploration", "rollout_horizon", "reuse_tolerance"):
+            require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        require(self, "grid_points", self.grid_points is None or self.grid_points >= 2,
+                "must be >= 2 or null")
+        require(self, "widening_k", self.widening_k > 0, "must be > 0")
+        require(self, "widening_alpha", 0 < self.widening_alpha < 1, "must be in (0, 1)")
+        require(self, "outcome_widening_k", self.outcome_widening_k >= 1, "must be >= 1")
+        require(self, "outcome_widening_alpha", 0 <= self.outcome_widening_alpha < 1,
+                "must be in [0, 1)")
 
 
 @dataclass

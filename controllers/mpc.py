@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from controllers.protocols import Plan, Planner
+from controllers.validation import check_types, require, require_positive
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,10 @@ class MPCConfig:
     plan_step: int = 1
 
     def __post_init__(self) -> None:
-        if self.replan_every < 1 or self.plan_step < 1:
-            raise ValueError(
-                f"replan_every and plan_step must be >= 1, got {self.replan_every} and "
-                f"{self.plan_step}"
-            )
-        if self.time_budget_ms is not None and not self.time_budget_ms > 0.0:
-            raise ValueError(f"time_budget_ms must be > 0, got {self.time_budget_ms}")
+        check_types(self)
+        require_positive(self, "replan_every", "plan_step")
+        require(self, "time_budget_ms", self.time_budget_ms is None or self.time_budget_ms > 0,
+                "must be > 0 or null")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from controllers.sampling import (
     initial_mean,
     next_iteration_ends_late,
 )
+from controllers.validation import check_types, require, require_positive
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,10 @@ class MPPIConfig:
     noise_std: float = 0.3
 
     def __post_init__(self) -> None:
-        if min(self.horizon, self.population, self.iterations) < 1:
-            raise ValueError(f"horizon, population and iterations must be >= 1: {self}")
-        if not self.temperature > 0.0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not self.noise_std > 0.0:
-            raise ValueError(f"noise_std must be > 0, got {self.noise_std}")
+        check_types(self)
+        require_positive(self, "horizon", "population", "iterations")
+        require(self, "temperature", self.temperature > 0.0, "must be > 0")
+        require(self, "noise_std", self.noise_std > 0.0, "must be > 0")
 
 
 def path_integral_weights(returns: torch.Tensor, temperature: float) -> torch.Tensor | None:

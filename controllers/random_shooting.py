@@ -16,6 +16,7 @@ from controllers.sampling import (
     SamplingPlanner,
     initial_mean,
 )
+from controllers.validation import check_types, require_positive
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class RandomShootingConfig:
     population: int = 1000
 
     def __post_init__(self) -> None:
-        if min(self.horizon, self.population) < 1:
-            raise ValueError(f"horizon and population must be >= 1: {self}")
+        check_types(self)
+        require_positive(self, "horizon", "population")
 
 
 class RandomShooting(SamplingPlanner):

@@ -14,6 +14,7 @@ import time
 import torch
 
 from controllers.protocols import Dynamics, SequenceDynamics
+from controllers.validation import checked_bounds, checked_warm_start
 
 
 class SamplingPlanner:
@@ -38,32 +39,19 @@ class SamplingPlanner:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
 
-def checked_bounds(
-    action_low: torch.Tensor, action_high: torch.Tensor, dtype: torch.dtype = torch.float64
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bounds `[du]` as `dtype` tensors, after checking that they form a box."""
-    if not dtype.is_floating_point:
-        raise ValueError(f"the planner's dtype must be a floating-point dtype, got {dtype}")
-    low = torch.as_tensor(action_low, dtype=dtype)
-    high = torch.as_tensor(action_high, dtype=dtype)
-    if low.shape != high.shape or low.ndim != 1:
-        raise ValueError(f"action bounds must both be [du], got {low.shape}, {high.shape}")
-    if not bool((low < high).all()):
-        raise ValueError(f"every action_low must be below action_high: {low}, {high}")
-    return low, high
-
-
 def initial_mean(
     low: torch.Tensor, high: torch.Tensor, horizon: int, warm_start: torch.Tensor | None
 ) -> torch.Tensor:
     """Where sampling starts, `[H, du]` in the bounds' dtype: the warm start clamped into
-    bounds, else mid-range."""
+    bounds, else mid-range.
+
+    Raises:
+        ValueError: naming `warm_start` if its shape is wrong or it is not finite.
+    """
     shape = (horizon, low.shape[0])
     if warm_start is None:
         return ((low + high) / 2).expand(shape).clone()
-    if warm_start.shape != shape:
-        raise ValueError(f"warm_start has shape {tuple(warm_start.shape)}, expected {shape}")
-    return warm_start.to(low.dtype).clamp(low, high)
+    return checked_warm_start(warm_start, shape).to(low.dtype).clamp(low, high)
 
 
 def colored_noise(

@@ -31,7 +31,9 @@ import torch
 
 import envs
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig, Planner
+from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
+from mbrl.config import require_known_env
 from mbrl.data import ReplayBuffer
 
 #: Planners the expert can use, by name.
@@ -168,26 +170,17 @@ class TaskDataConfig:
     noise_std: float = 0.1
 
     def __post_init__(self) -> None:
-        envs.spec(self.env_id)  # an unknown id raises
-        for name in ("action_repeat", "episode_steps", "expert_horizon", "expert_population",
-                     "expert_iterations"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.random_episodes < 0 or self.expert_episodes < 0:
-            raise ValueError(
-                f"random_episodes and expert_episodes must be >= 0, got "
-                f"{self.random_episodes} and {self.expert_episodes}"
-            )
-        if self.expert_planner not in EXPERT_PLANNERS:
-            raise ValueError(
-                f"unknown expert_planner {self.expert_planner!r}; known: "
-                f"{', '.join(EXPERT_PLANNERS)}"
-            )
-        if self.expert_budget_ms is not None and not self.expert_budget_ms > 0:
-            raise ValueError(f"expert_budget_ms must be > 0 or None, got {self.expert_budget_ms}")
-        if not self.noise_std >= 0.0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        check_types(self)
+        require_known_env(self)
+        require_positive(self, "action_repeat", "episode_steps", "expert_horizon",
+                         "expert_population", "expert_iterations")
+        for name in ("random_episodes", "expert_episodes"):
+            require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        require(self, "expert_planner", self.expert_planner in EXPERT_PLANNERS,
+                f"must be one of {list(EXPERT_PLANNERS)}")
+        require(self, "expert_budget_ms",
+                self.expert_budget_ms is None or self.expert_budget_ms > 0, "must be > 0 or null")
+        require(self, "noise_std", self.noise_std >= 0.0, "must be >= 0")
 
     def make_env(self) -> envs.RobotEnv:
         """The task's env with this action repeat, ending after `episode_steps` control steps."""

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from controllers.validation import check_types, require, require_positive
+from mbrl.config import from_dict
+
 #: Activations by name: `fn(x, inplace)`.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor, bool], torch.Tensor]] = {
     "silu": lambda x, inplace: F.silu(x, inplace=inplace),
@@ -94,29 +97,21 @@ class EnsembleConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("ensemble_size", "hidden_size", "hidden_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if not isinstance(self.probabilistic, bool):
-            raise ValueError(f"probabilistic must be a bool, got {self.probabilistic!r}")
-        if not self.min_log_var < self.max_log_var:
-            raise ValueError(
-                f"min_log_var ({self.min_log_var}) must be below max_log_var ({self.max_log_var})"
-            )
-        if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if isinstance(self.weight_decay, list):  # from JSON
             object.__setattr__(self, "weight_decay", tuple(self.weight_decay))
-        decays = self.layer_weight_decays()
-        if not all(isinstance(d, int | float) and not isinstance(d, bool) for d in decays):
-            raise ValueError(f"weight_decay must hold numbers, got {self.weight_decay!r}")
-        if any(not d >= 0 for d in decays):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_types(self)
+        require_positive(self, "ensemble_size", "hidden_size", "hidden_layers")
+        require(self, "activation", self.activation in ACTIVATIONS,
+                f"must be one of {sorted(ACTIVATIONS)}")
+        require(self, "min_log_var", self.min_log_var < self.max_log_var,
+                f"must be below max_log_var ({self.max_log_var})")
+        require(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+        layers = self.hidden_layers + 1
+        require(self, "weight_decay", not isinstance(self.weight_decay, tuple)
+                or len(self.weight_decay) == layers,
+                f"must be one number, or one per layer (hidden_layers + 1 = {layers})")
+        require(self, "weight_decay", all(d >= 0 for d in self.layer_weight_decays()),
+                "must be >= 0")
 
     def layer_weight_decays(self) -> tuple[float, ...]:
         """Weight decay of each layer, hidden layers then output: `hidden_layers + 1` values."""
@@ -139,12 +134,9 @@ class EnsembleConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EnsembleConfig:
-        """The inverse of `to_dict`; missing fields take their defaults, unknown ones raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown EnsembleConfig fields: {unknown}")
-        return cls(**values)
+        """The inverse of `to_dict`; missing fields take their defaults, unknown ones raise
+        `ConfigError`."""
+        return from_dict(cls, dict(values))
 
 
 class EnsembleLinear(nn.Module):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from controllers.validation import check_types, require, require_positive
 from mbrl.data import ReplayBuffer
 from mbrl.models import EnsembleDynamics
 
@@ -49,20 +50,15 @@ class TrainConfig:
     bootstrap: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.batch_size < 1 or self.num_elites < 1:
-            raise ValueError(f"batch_size and num_elites must be >= 1: {self}")
-        if self.max_epochs is None and self.patience is None:
-            raise ValueError("max_epochs and patience cannot both be None: training would not end")
+        check_types(self)
+        require(self, "holdout_fraction", 0.0 <= self.holdout_fraction < 1.0, "must be in [0, 1)")
+        require_positive(self, "batch_size", "num_elites")
         for name in ("max_epochs", "patience"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        if not self.improvement_threshold >= 0.0:
-            raise ValueError(
-                f"improvement_threshold must be >= 0, got {self.improvement_threshold}"
-            )
+            require(self, name, value is None or value >= 1, "must be >= 1 or null")
+        require(self, "patience", self.max_epochs is not None or self.patience is not None,
+                "cannot be null while max_epochs is null too: training would not end")
+        require(self, "improvement_threshold", self.improvement_threshold >= 0.0, "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ import torch
 
 import envs
 from controllers import CEM, MPC, CEMConfig, MPCConfig
+from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
 from mbrl import plots
+from mbrl.config import require_known_env
 from mbrl.rundir import write_csv, write_json
 from mbrl.video import try_render, write_video
 
@@ -52,6 +54,14 @@ class TrueModelMPCConfig:
     seed: int = 0
     #: Record a video (needs working headless rendering and imageio-ffmpeg).
     video: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_known_env(self)
+        require_positive(self, "steps", "action_repeat", "horizon", "population", "elites",
+                         "iterations", "replan_every")
+        require(self, "elites", self.elites <= self.population,
+                f"must not exceed population ({self.population})")
 
 
 def run_true_model_mpc(

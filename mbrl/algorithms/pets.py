@@ -32,9 +32,11 @@ import torch
 
 import envs
 from controllers import CEM, MPC, CEMConfig, MPCConfig
+from controllers.validation import check_types, require, require_positive
 from mbrl import plots
 from mbrl.checkpoint import load_model, save_model
 from mbrl.config import load as load_config
+from mbrl.config import require_known_env
 from mbrl.data import ReplayBuffer
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.propagation import ModelDynamics, Propagation
@@ -82,14 +84,20 @@ class PETSConfig:
     mpc: MPCConfig = field(default_factory=MPCConfig)
 
     def __post_init__(self) -> None:
-        envs.spec(self.env_id)
-        if self.action_repeat < 1 or self.episodes < 1 or self.random_episodes < 1:
-            raise ValueError(f"action_repeat, episodes and random_episodes must be >= 1: {self}")
-        if self.random_episodes > self.episodes:
-            raise ValueError(
-                f"random_episodes ({self.random_episodes}) exceed episodes ({self.episodes})"
-            )
-        Propagation(self.propagation)  # an unknown name raises ValueError
+        check_types(self)
+        require_known_env(self)
+        require_positive(self, "action_repeat", "episodes", "random_episodes", "particles")
+        require(self, "random_episodes", self.random_episodes <= self.episodes,
+                f"must not exceed episodes ({self.episodes})")
+        require(self, "episode_steps", self.episode_steps is None or self.episode_steps >= 1,
+                "must be >= 1 or null")
+        require(self, "propagation", self.propagation in {p.value for p in Propagation},
+                f"must be one of {[p.value for p in Propagation]}")
+        if self.propagation == Propagation.EXPECTATION.value:
+            require(self, "particles", self.particles == 1, "must be 1 for expectation")
+        else:
+            require(self, "particles", self.particles % self.model.ensemble_size == 0,
+                    f"must be a multiple of model.ensemble_size ({self.model.ensemble_size})")
 
 
 def train_pets(

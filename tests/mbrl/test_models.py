@@ -421,11 +421,12 @@ def test_wrong_shapes_are_named() -> None:
 
 
 def test_configs_are_checked() -> None:
-    with pytest.raises(ValueError, match="weight_decay has 5 values for 3 layers"):
-        EnsembleDynamics(2, 1, EnsembleConfig(hidden_layers=2))
+    with pytest.raises(ValueError, match=r"weight_decay: must be one number, or one per layer "
+                       r"\(hidden_layers \+ 1 = 3\)"):
+        EnsembleConfig(hidden_layers=2)
     with pytest.raises(ValueError, match="activation"):
         EnsembleConfig(activation="sigmoid")
-    with pytest.raises(ValueError, match="cannot both be None"):
+    with pytest.raises(ValueError, match="training would not end"):
         TrainConfig(max_epochs=None, patience=None)
     config = EnsembleConfig()
     assert EnsembleConfig.from_dict(config.to_dict()) == config
