@@ -2,31 +2,212 @@
 
 Files are written atomically (to a temporary file in the same folder, then renamed), so a run
 that is killed leaves either the old file or the new one, never half of one.
+
+A run that resumes keeps one commit point per episode: `commit_checkpoint` writes everything an
+episode saves into a hidden folder, records each file's SHA-256 in `manifest.json` last, and
+renames the folder to `checkpoints/episode-NNNN` (the index of the episode it completes): the
+rename is the commit, so a kill at any instant leaves the previous checkpoint or the new one,
+whole. The files people look at in the run directory itself (`model.pt`, `metrics.csv`, ...)
+are `publish`ed from the checkpoint afterwards, hard links where the file system has them;
+`recover` puts all of that right when a killed run resumes: it removes unfinished folders and
+temporary files, verifies the latest checkpoint, and publishes it again.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from mbrl.errors import RunDirError
+
+#: The folder of a run's committed checkpoints.
+CHECKPOINTS = "checkpoints"
+#: The file of a checkpoint that lists its other files' digests; written last.
+MANIFEST = "manifest.json"
+_COMMITTED = re.compile(r"episode-(\d+)")
+
+
+def check_out_folder(root: str | Path) -> Path:
+    """`root` as a folder for run directories: it may exist as a folder or not at all.
+
+    Raises:
+        RunDirError: if `root` or one of its parents is a file.
+    """
+    path = Path(root)
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            raise RunDirError(f"--out {root}: {folder} is a file, not a folder for run "
+                              "directories")
+    return path
+
 
 def new_run_dir(root: str | Path, name: str) -> Path:
-    """A fresh folder `root/<name>-<timestamp>` (made unique if it exists)."""
+    """A fresh folder `root/<name>-<timestamp>` (made unique if it exists).
+
+    Raises:
+        RunDirError: if `root` is a file, or a folder where nothing can be created.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{name.replace('/', '-')}-{stamp}"
+    base = check_out_folder(root) / f"{name.replace('/', '-')}-{stamp}"
     path, n = base, 1
     while path.exists():
         path, n = base.with_name(f"{base.name}-{n}"), n + 1
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create the run directory {path}: {error.strerror}") from None
     return path
+
+
+def commit_checkpoint(run_dir: Path, episode: int, write: Callable[[Path], None]) -> Path:
+    """Make `run_dir/checkpoints/episode-<episode>` hold exactly what `write(folder)` writes,
+    all at once: written into a hidden folder, listed with digests in `manifest.json`, synced,
+    then renamed into place. Returns the committed folder."""
+    checkpoints = run_dir / CHECKPOINTS
+    checkpoints.mkdir(exist_ok=True)
+    final = checkpoints / f"episode-{episode:04d}"
+    partial = checkpoints / f".episode-{episode:04d}.partial"
+    if final.exists():
+        raise FileExistsError(f"{final} is committed already")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    write(partial)
+    write_json(partial / MANIFEST, {
+        "episode": episode,
+        "files": {p.name: _digest(p) for p in sorted(partial.iterdir()) if p.name != MANIFEST},
+    })
+    _sync_folder(partial)
+    os.rename(partial, final)
+    _sync_folder(checkpoints)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The committed checkpoint of the latest episode in `run_dir`, or None."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    committed = [p for p in folder.iterdir() if _COMMITTED.fullmatch(p.name) and p.is_dir()]
+    return max(committed, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def checkpoint_episode(checkpoint: Path) -> int:
+    """The index of the episode that `checkpoint` completes."""
+    return int(checkpoint.name.split("-")[1])
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Raise `RunDirError` unless every file listed in the checkpoint's manifest is there with
+    the digest it was written with (a file changed, lost or replaced after the commit)."""
+    manifest_path = checkpoint / MANIFEST
+    manifest = read_json(manifest_path)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise RunDirError(f"{manifest_path} does not list the checkpoint's files")
+    for name, digest in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing: the checkpoint is damaged")
+        if _digest(path) != digest:
+            raise RunDirError(f"{path} was changed after it was written (its SHA-256 differs "
+                              f"from {manifest_path}): the checkpoint is damaged")
+
+
+def publish(checkpoint: Path, run_dir: Path, names: Iterable[str]) -> None:
+    """Put the checkpoint's files `names` into `run_dir` too, each replaced atomically (a hard
+    link where the file system allows, else a copy)."""
+    for name in names:
+        source, target = checkpoint / name, run_dir / name
+        if target.exists() and os.path.samefile(source, target):
+            continue  # published already (and rename() of one link over another does nothing)
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def discard_older_checkpoints(run_dir: Path, keep: Path) -> None:
+    """Remove every checkpoint folder of `run_dir` but `keep`, and unfinished ones."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path != keep and path.is_dir():
+            shutil.rmtree(path)
+
+
+def recover(run_dir: Path, published: Iterable[str]) -> Path | None:
+    """Put a run directory that may have been killed at any instant back to its last commit:
+    remove temporary files and unfinished or superseded checkpoints, verify the latest
+    checkpoint and publish its files `published` again. Returns that checkpoint, or None if
+    no episode was committed.
+
+    Raises:
+        RunDirError: if the latest checkpoint is damaged.
+    """
+    for stray in run_dir.glob(".*.tmp"):
+        stray.unlink()
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        discard_older_checkpoints(run_dir, keep=checkpoint)
+        verify_checkpoint(checkpoint)
+        publish(checkpoint, run_dir, published)
+    elif (run_dir / CHECKPOINTS).is_dir():
+        shutil.rmtree(run_dir / CHECKPOINTS)
+    return checkpoint
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in the file `path`.
+
+    Raises:
+        RunDirError: naming the file, if it is missing, unreadable or not JSON.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except OSError as error:
+        raise RunDirError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{path} is not valid JSON ({error}): the file is damaged") from None
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the folder's entries (new names, renames) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

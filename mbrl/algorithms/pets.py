@@ -12,15 +12,20 @@ using Probabilistic Dynamics Models", Algorithm 1:
 
 A run directory holds the resolved config, `metrics.csv` (one row per episode; also TensorBoard
 scalars where `tensorboard` is installed), the model checkpoint, the replay buffer and a
-learning curve; `progress.json`, written last after each
-episode, marks it complete and holds the random generators' states, so that `resume=True`
-continues a killed run from its last completed episode exactly as if it had not stopped.
+learning curve. Each episode ends at one commit point (`mbrl.rundir.commit_checkpoint`): the
+buffer, model, metrics and `progress.json` (the random generators' states, the env id and
+dimensions, the settings the episodes ran under) become `checkpoints/episode-NNNN` all at once,
+so that `resume=True` continues a run killed at any instant from its last completed episode
+exactly as if it had not stopped. A resume refuses a run directory whose checkpoint is damaged
+or whose config, data and model do not belong together; of the settings, only `episodes` may
+change on resume (a run extended or cut short), and the change is recorded.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,19 +40,37 @@ from controllers import CEM, MPC, CEMConfig, MPCConfig
 from controllers.validation import check_types, require, require_positive
 from mbrl import plots
 from mbrl.checkpoint import load_model, save_model
+from mbrl.config import from_dict, require_known_env
 from mbrl.config import load as load_config
-from mbrl.config import require_known_env
 from mbrl.data import ReplayBuffer
+from mbrl.errors import RunDirError
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.propagation import ModelDynamics, Propagation
-from mbrl.rundir import write_csv, write_json
+from mbrl.rundir import (
+    checkpoint_episode,
+    commit_checkpoint,
+    discard_older_checkpoints,
+    latest_checkpoint,
+    publish,
+    read_json,
+    recover,
+    write_csv,
+    write_json,
+)
 from mbrl.training import TrainConfig, fit_buffer
 from mbrl.video import try_render, write_video
 
+log = logging.getLogger(__name__)
+
+CONFIG = "config.json"
 METRICS = "metrics.csv"
 PROGRESS = "progress.json"
 CHECKPOINT = "model.pt"
 BUFFER = "replay_buffer.npz"
+#: The files of a checkpoint that are also put in the run directory, for people and tools.
+PUBLISHED = (CHECKPOINT, BUFFER, METRICS)
+#: The settings that may change when a run resumes.
+RESUMABLE_CHANGES = ("episodes",)
 
 
 @dataclass(frozen=True)
@@ -107,8 +130,16 @@ def train_pets(
     progress: Callable[[Iterable[int]], Iterable[int]] = lambda episodes: episodes,
 ) -> list[dict[str, float]]:
     """Run PETS, writing `run_dir` (created if missing); return the metrics, one row per
-    episode."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    episode.
+
+    With `resume`, continue the run in `run_dir` from its last committed episode; `config`
+    must be the run's own (`config.json`) but for `RESUMABLE_CHANGES`, which are applied and
+    recorded.
+
+    Raises:
+        RunDirError: on resume, if the run directory is damaged or does not belong with
+            `config`.
+    """
     env = _make_env(config)
     task = env.task
     rng = np.random.default_rng(config.seed)
@@ -119,14 +150,17 @@ def train_pets(
         generator=torch.Generator().manual_seed(config.seed),
     )
     rows: list[dict[str, float]] = []
-    first_episode = 0
-    if resume and (run_dir / PROGRESS).exists():
-        first_episode, buffer, model, rows = _restore(run_dir, config, rng, generator)
+    changes: list[dict[str, Any]] = []
+    if resume:
+        restored = _restore(run_dir, config, env, rng, generator)
+        if restored is not None:
+            buffer, model, rows, changes = restored
     else:
-        write_json(run_dir / "config.json", config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG, config)
 
-    board = _tensorboard(run_dir)
-    for episode in progress(range(first_episode, config.episodes)):
+    board = _tensorboard(run_dir, purge_after=int(rows[-1]["env_steps"]) if rows else None)
+    for episode in progress(range(len(rows), config.episodes)):
         report = None
         if episode < config.random_episodes:
             policy = _random_policy(task, rng)
@@ -146,23 +180,34 @@ def train_pets(
                 "plan_ms": float(np.median(plan_ms)) if report else float("nan"),
             }
         )
-        _save(run_dir, buffer, model, rows, rng, generator, config)
         if board is not None:
             for key, value in rows[-1].items():
                 board.add_scalar(f"pets/{key}", value, global_step=int(rows[-1]["env_steps"]))
             board.flush()
+        _save(run_dir, buffer, model, rows, rng, generator, config, changes)
     if board is not None:
         board.close()
     return rows
 
 
-def _tensorboard(run_dir: Path) -> Any:
-    """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed."""
+def completed_episodes(run_dir: Path) -> int:
+    """How many episodes of the run in `run_dir` are committed (0 if none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    return 0 if checkpoint is None else checkpoint_episode(checkpoint) + 1
+
+
+def _tensorboard(run_dir: Path, purge_after: int | None) -> Any:
+    """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed.
+
+    `purge_after`: on resume, the last committed step; events logged after it (by episodes
+    that were killed before their commit) are hidden, so the curves show each episode once.
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # the `tensorboard` extra is optional
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    purge_step = None if purge_after is None else purge_after + 1
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -206,8 +251,10 @@ def evaluate_pets(
 ) -> dict[str, Any]:
     """Replay a run's saved model and planner for `episodes`; write `eval.json` (and a video
     of the first episode where rendering works) into `run_dir`."""
-    config = load_config(PETSConfig, run_dir / "config.json")
-    model = load_model(run_dir / CHECKPOINT)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a run directory (no such folder)")
+    config = _read_config(run_dir / CONFIG)
+    model = _load(load_model, run_dir / CHECKPOINT)
     env = _make_env(config)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -274,59 +321,157 @@ def _save(
     rng: np.random.Generator,
     generator: torch.Generator,
     config: PETSConfig,
+    changes: list[dict[str, Any]],
 ) -> None:
-    """Write the episode's results, each file atomically, `progress.json` last."""
-    buffer.save(run_dir / BUFFER)
-    save_model(model, run_dir / CHECKPOINT)
-    write_csv(run_dir / METRICS, rows)
+    """Commit the episode's results as one checkpoint, then publish them and the plot."""
+    episode = int(rows[-1]["episode"])
+
+    def write(folder: Path) -> None:
+        buffer.save(folder / BUFFER)
+        save_model(model, folder / CHECKPOINT)
+        write_csv(folder / METRICS, rows)
+        write_json(folder / PROGRESS, {
+            "episodes_done": len(rows),
+            "buffer_len": len(buffer),
+            "env_id": config.env_id,
+            "obs_dim": buffer.obs_dim,
+            "act_dim": buffer.act_dim,
+            "config": config,
+            "changes_on_resume": changes,
+            "numpy_rng": rng.bit_generator.state,
+            "torch_generator": generator.get_state().tolist(),
+        })
+
+    checkpoint = commit_checkpoint(run_dir, episode, write)
+    publish(checkpoint, run_dir, PUBLISHED)
     plots.plot_learning_curve(
         rows, run_dir / "learning_curve.png", title=f"PETS on {config.env_id}"
     )
-    write_json(
-        run_dir / PROGRESS,
-        {
-            "episodes_done": len(rows),
-            "buffer_len": len(buffer),
-            "numpy_rng": rng.bit_generator.state,
-            "torch_generator": generator.get_state().tolist(),
-        },
-    )
+    discard_older_checkpoints(run_dir, keep=checkpoint)
 
 
 def _restore(
-    run_dir: Path, config: PETSConfig, rng: np.random.Generator, generator: torch.Generator
-) -> tuple[int, ReplayBuffer, EnsembleDynamics, list[dict[str, float]]]:
-    """The state after the last completed episode; files written after it are cut back."""
-    # As dataclasses, so that a setting added since the run began compares at its default.
-    if load_config(PETSConfig, run_dir / "config.json") != config:
-        raise ValueError(f"{run_dir}: resuming with a config that differs from config.json")
-    progress = json.loads((run_dir / PROGRESS).read_text())
-    done, buffer_len = int(progress["episodes_done"]), int(progress["buffer_len"])
-    buffer = ReplayBuffer.load(run_dir / BUFFER)
-    if len(buffer) < buffer_len:
-        raise ValueError(
-            f"{run_dir / BUFFER} holds {len(buffer)} transitions, expected "
-            f"at least {buffer_len}: the run directory is damaged"
+    run_dir: Path,
+    config: PETSConfig,
+    env: envs.RobotEnv,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[ReplayBuffer, EnsembleDynamics, list[dict[str, float]], list[dict[str, Any]]] | None:
+    """The state after the last committed episode (None if none was), with the run
+    directory put back to it; `config.json` updated with any of `RESUMABLE_CHANGES`.
+
+    Raises:
+        RunDirError: if the directory is not a run directory, is damaged, or its config, data
+            and model do not belong together or with `config`.
+    """
+    if not run_dir.is_dir():
+        raise RunDirError(f"cannot resume {run_dir}: there is no such run directory")
+    stored = _read_config(run_dir / CONFIG)
+    _require_same_run(config, stored, f"{run_dir / CONFIG}")
+    checkpoint = recover(run_dir, PUBLISHED)
+    if checkpoint is None:
+        left = [name for name in (*PUBLISHED, "progress.json") if (run_dir / name).exists()]
+        if left:
+            raise RunDirError(
+                f"cannot resume {run_dir}: it holds {', '.join(left)} but no committed "
+                f"checkpoint in {run_dir / 'checkpoints'}; the run directory is damaged"
+            )
+        _record_changes(run_dir, config, stored, [])
+        return None  # killed before its first episode was committed: start again
+    progress_path = checkpoint / PROGRESS
+    progress = read_json(progress_path)
+    try:
+        ran_under = from_dict(PETSConfig, progress["config"])
+        done, buffer_len = int(progress["episodes_done"]), int(progress["buffer_len"])
+        env_id, dims = progress["env_id"], (int(progress["obs_dim"]), int(progress["act_dim"]))
+        changes = list(progress["changes_on_resume"])
+        rng_state, torch_state = progress["numpy_rng"], progress["torch_generator"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunDirError(f"{progress_path} is damaged: {type(error).__name__}: {error}") from None
+    _require_same_run(config, ran_under, f"{progress_path} (the settings its episodes ran under)")
+    task = env.task
+    if env_id != config.env_id or dims != (task.obs_dim, task.act_dim):
+        raise RunDirError(
+            f"{checkpoint} holds data of {env_id} (obs {dims[0]}, act {dims[1]}), but the "
+            f"config asks for {config.env_id} (obs {task.obs_dim}, act {task.act_dim})"
         )
-    if len(buffer) > buffer_len:  # killed after saving the buffer, before progress.json
-        buffer = _first_transitions(buffer, buffer_len)
-    model = load_model(run_dir / CHECKPOINT)
-    with (run_dir / METRICS).open() as handle:
-        rows = [_parse_row(row) for row in csv.DictReader(handle)][:done]
-    rng.bit_generator.state = progress["numpy_rng"]
-    generator.set_state(torch.tensor(progress["torch_generator"], dtype=torch.uint8))
-    return done, buffer, model, rows
+    if done != checkpoint_episode(checkpoint) + 1:
+        raise RunDirError(f"{progress_path} counts {done} episodes, but the checkpoint is "
+                          f"of episode {checkpoint_episode(checkpoint)}")
+    buffer = _load(ReplayBuffer.load, checkpoint / BUFFER)
+    model = _load(load_model, checkpoint / CHECKPOINT)
+    for what, (obs_dim, act_dim) in (("buffer", (buffer.obs_dim, buffer.act_dim)),
+                                      ("model", (model.obs_dim, model.act_dim))):
+        if (obs_dim, act_dim) != dims:
+            raise RunDirError(f"the {what} in {checkpoint} has obs {obs_dim}, act {act_dim}, "
+                              f"but {progress_path} says obs {dims[0]}, act {dims[1]}")
+    if len(buffer) != buffer_len:
+        raise RunDirError(f"{checkpoint / BUFFER} holds {len(buffer)} transitions, but "
+                          f"{progress_path} says {buffer_len}")
+    with (checkpoint / METRICS).open() as handle:
+        rows = [_parse_row(row) for row in csv.DictReader(handle)]
+    if len(rows) != done:
+        raise RunDirError(f"{checkpoint / METRICS} holds {len(rows)} episodes, but "
+                          f"{progress_path} says {done}")
+    if config.episodes < done:
+        raise RunDirError(f"cannot resume {run_dir} with episodes={config.episodes}: "
+                          f"{done} episodes are done already")
+    rng.bit_generator.state = rng_state
+    generator.set_state(torch.tensor(torch_state, dtype=torch.uint8))
+    return buffer, model, rows, _record_changes(run_dir, config, stored, changes, done)
+
+
+def _read_config(path: Path) -> PETSConfig:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing (is {path.parent} a run directory of "
+                          "`mbrl train pets`?)")
+    try:
+        return load_config(PETSConfig, path)
+    except ValueError as error:
+        raise RunDirError(str(error)) from None
+
+
+def _require_same_run(config: PETSConfig, other: PETSConfig, source: str) -> None:
+    """Raise `RunDirError` unless `config` and `other` agree but for `RESUMABLE_CHANGES`."""
+    mine, theirs = dataclasses.asdict(config), dataclasses.asdict(other)
+    differ = [
+        f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
+        for name in mine if name not in RESUMABLE_CHANGES and mine[name] != theirs[name]
+    ]
+    if differ:
+        raise RunDirError(
+            f"resuming with settings that differ from {source} in {'; '.join(differ)}; of a "
+            f"run's settings only {', '.join(RESUMABLE_CHANGES)} may change on resume"
+        )
+
+
+def _record_changes(
+    run_dir: Path, config: PETSConfig, stored: PETSConfig, changes: list[dict[str, Any]],
+    at_episode: int = 0,
+) -> list[dict[str, Any]]:
+    """`changes` with this resume's changes of `RESUMABLE_CHANGES` appended, `config.json`
+    rewritten to `config` if there are any."""
+    changed = {
+        name: [getattr(stored, name), getattr(config, name)]
+        for name in RESUMABLE_CHANGES if getattr(stored, name) != getattr(config, name)
+    }
+    if not changed:
+        return changes
+    log.info("resuming %s at episode %d with %s", run_dir, at_episode, changed)
+    write_json(run_dir / CONFIG, config)
+    return [*changes, {"at_episode": at_episode, "changed": changed}]
+
+
+def _load(reader: Callable[[Path], Any], path: Path) -> Any:
+    """`reader(path)`, its refusal of a missing or damaged file turned into `RunDirError`."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: the run directory is incomplete")
+    try:
+        return reader(path)
+    except ValueError as error:
+        raise RunDirError(str(error)) from None
 
 
 def _parse_row(row: dict[str, str]) -> dict[str, float]:
     """A metrics row read back from CSV, with the counts as ints like the row first written."""
     return {k: int(v) if k in ("episode", "env_steps") else float(v) for k, v in row.items()}
-
-
-def _first_transitions(buffer: ReplayBuffer, n: int) -> ReplayBuffer:
-    arrays = buffer.arrays()
-    trimmed = ReplayBuffer(buffer.obs_dim, buffer.act_dim)
-    trimmed.add_batch(
-        *(arrays[k][:n] for k in ("obs", "act", "next_obs", "reward", "terminated", "truncated"))
-    )
-    return trimmed

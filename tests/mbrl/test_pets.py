@@ -56,14 +56,23 @@ def test_a_run_writes_its_directory(tmp_path: Path) -> None:
     rows = train_pets(TINY, tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "metrics.csv", "model.pt", "replay_buffer.npz",
-            "learning_curve.png", "progress.json"} <= names
+            "learning_curve.png", "checkpoints"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
+    (checkpoint,) = (tmp_path / "checkpoints").iterdir()  # the latest only
+    assert checkpoint.name == "episode-0002"
+    assert {p.name for p in checkpoint.iterdir()} == {
+        "model.pt", "replay_buffer.npz", "metrics.csv", "progress.json", "manifest.json"}
+    for name in ("model.pt", "replay_buffer.npz", "metrics.csv"):  # published copies
+        assert (tmp_path / name).read_bytes() == (checkpoint / name).read_bytes()
     metrics = read_metrics(tmp_path)
     assert [int(float(r["episode"])) for r in metrics] == [0, 1, 2]
     assert {"return", "env_steps", "holdout_nll", "holdout_mse", "plan_ms"} <= metrics[0].keys()
     assert [r["env_steps"] for r in rows] == [24, 48, 72]  # 12 control steps x repeat 2
     assert metrics[0]["holdout_mse"] == "nan" and float(metrics[2]["holdout_mse"]) > 0
-    assert json.loads((tmp_path / "progress.json").read_text())["buffer_len"] == 36
+    progress = json.loads((checkpoint / "progress.json").read_text())
+    assert progress["buffer_len"] == 36 and progress["episodes_done"] == 3
+    assert (progress["env_id"], progress["obs_dim"], progress["act_dim"]) == (
+        "mujoco/reacher-2link", 10, 2)
 
 
 def test_a_killed_run_resumes_exactly_as_if_never_stopped(tmp_path: Path) -> None:
@@ -78,19 +87,25 @@ def test_a_killed_run_resumes_exactly_as_if_never_stopped(tmp_path: Path) -> Non
     ]
 
 
-def test_a_run_killed_mid_save_drops_the_unfinished_episodes_data(tmp_path: Path) -> None:
-    """KilledError after saving the buffer of episode 2 but before progress.json marked it done."""
+def test_a_resume_discards_an_unfinished_checkpoint_and_temporary_files(
+    tmp_path: Path,
+) -> None:
+    """What a kill in the middle of saving episode 2 leaves: a partial checkpoint folder and
+    a temporary file of the run directory's own (the SIGKILL tests of every instant of the
+    save are in tests/reliability)."""
     whole = train_pets(TINY, tmp_path / "whole")
+    killed = tmp_path / "killed"
     with pytest.raises(KilledError):
-        train_pets(TINY, tmp_path / "killed", progress=killed_after(2))  # type: ignore[arg-type]
-    buffer = ReplayBuffer.load(tmp_path / "killed" / "replay_buffer.npz")
-    arrays = buffer.arrays()
-    buffer.add_batch(*(arrays[k][:5].copy() for k in (
-        "obs", "act", "next_obs", "reward", "terminated", "truncated")))
-    buffer.save(tmp_path / "killed" / "replay_buffer.npz")
-    resumed = train_pets(TINY, tmp_path / "killed", resume=True)
+        train_pets(TINY, killed, progress=killed_after(2))  # type: ignore[arg-type]
+    partial = killed / "checkpoints" / ".episode-0002.partial"
+    partial.mkdir()
+    (partial / "replay_buffer.npz").write_bytes(b"PK")
+    (killed / ".model.pt.x1y2.tmp").write_bytes(b"")
+    resumed = train_pets(TINY, killed, resume=True)
     assert without_timing(resumed) == without_timing(whole)
-    assert len(ReplayBuffer.load(tmp_path / "killed" / "replay_buffer.npz")) == 36
+    assert not list(killed.glob(".*.tmp"))
+    assert [p.name for p in (killed / "checkpoints").iterdir()] == ["episode-0002"]
+    assert len(ReplayBuffer.load(killed / "replay_buffer.npz")) == 36
 
 
 def test_tensorboard_receives_each_episodes_metrics(tmp_path: Path) -> None:
@@ -109,7 +124,7 @@ def test_tensorboard_receives_each_episodes_metrics(tmp_path: Path) -> None:
 def test_resuming_with_another_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KilledError):
         train_pets(TINY, tmp_path, progress=killed_after(1))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"differs from config\.json"):
+    with pytest.raises(ValueError, match=r"differ from .*config\.json in seed: 3 there, 4 here"):
         train_pets(dataclasses.replace(TINY, seed=4), tmp_path, resume=True)
 
 
