@@ -5,11 +5,11 @@ stopped. Run as a program by `test_kill_and_resume.py`:
 
 SPEC holds `config` (a PETSConfig as a dict), `root` (a folder for the runs) and `kill_at`
 (1-based indices of file-system operations, "all", or `{"start": s, "step": k}`). The program
-makes the reference run, never stopped, which lists every operation; then, for each index, it forks a child that runs
-from scratch and kills itself with SIGKILL just before that operation, and a child that
-resumes what it left. A file-system operation is any call that changes what is in the run
-directory or makes it durable: creating a file, writing it to disk (fsync), renaming, linking,
-unlinking, making or removing a folder.
+makes the reference run, never stopped, which lists every operation; then, for each index, it
+forks a child that runs from scratch and kills itself with SIGKILL just before that operation,
+and a child that resumes what it left. A file-system operation is any call that changes what
+is in the run directory or makes it durable: creating a file, writing it to disk (fsync),
+renaming, linking, unlinking, making or removing a folder.
 
 RESULT lists, for each index, the operation, how the killed child ended, and the resumed run's
 metrics, buffer and model digests (or its error), beside the reference's.
