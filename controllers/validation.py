@@ -128,10 +128,12 @@ def _describe(hint: Any) -> str:
 def _shown(value: Any) -> str:
     """`value` as a message shows it: its repr and, where that does not make it plain, its
     type."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    if value is None or isinstance(value, bool | int | float | list | tuple | dict):
+    if isinstance(value, int | float | list | tuple | dict):
         return text
     return f"{text} ({type(value).__name__})"
 

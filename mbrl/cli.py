@@ -5,6 +5,11 @@
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
     mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
     mbrl bench planners ...        planners x tasks x dynamics x budgets x seeds; Pareto plot
+
+A mistake in what the user gave (a config file, an option, a run directory) is reported in one
+line naming it, with exit status 2, before anything is written; any other error is a bug of
+ours and keeps its traceback. Ctrl-C stops with one line (and, for training, how to resume) and
+exit status 130.
 """
 
 from __future__ import annotations
@@ -38,11 +43,9 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import envs
     from mbrl.rundir import new_run_dir
     from mbrl.true_model_mpc import TrueModelMPCConfig, run_true_model_mpc
 
-    envs.spec(args.env)  # an unknown id fails here, listing the valid ones
     config = TrueModelMPCConfig(
         env_id=args.env, steps=args.steps, action_repeat=args.action_repeat,
         horizon=args.horizon, population=args.population, elites=args.elites,
@@ -60,28 +63,51 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Options of `mbrl train pets` that a resumed run may not change (its config.json holds them).
+_FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "horizon", "population", "particles",
+                    "seed", "out")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from mbrl.algorithms.pets import PETSConfig, train_pets
+    from mbrl.algorithms.pets import CONFIG, PETSConfig, completed_episodes, train_pets
     from mbrl.config import load as load_config
+    from mbrl.errors import RunDirError, UserError
     from mbrl.rundir import new_run_dir
 
     if args.resume:
+        given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
+        if given:
+            flags = ", ".join("--" + name.replace("_id", "").replace("_", "-") for name in given)
+            raise UserError(f"{flags} cannot be given with --resume: a run keeps the settings "
+                            f"in its config.json (only --episodes may change)")
         run_dir = Path(args.resume)
-        config = load_config(PETSConfig, run_dir / "config.json")
-        print(f"resuming {run_dir}")
+        if not (run_dir / CONFIG).is_file():
+            raise RunDirError(f"cannot resume {run_dir}: {run_dir / CONFIG} is missing (is it a "
+                              "run directory of `mbrl train pets`?)")
+        config = load_config(PETSConfig, run_dir / CONFIG)
+        if args.episodes is not None:
+            config = dataclasses.replace(config, episodes=args.episodes)
+        print(f"resuming {run_dir} after {completed_episodes(run_dir)} completed episodes")
     else:
         config = load_config(PETSConfig, args.config) if args.config else PETSConfig()
         config = _override(config, args)
-        run_dir = new_run_dir(args.out, f"pets-{config.env_id}")
+        run_dir = new_run_dir(args.out or "runs", f"pets-{config.env_id}")
         print(f"run directory: {run_dir}")
-    rows = train_pets(
-        config, run_dir, resume=bool(args.resume),
-        progress=lambda episodes: tqdm(episodes, desc=f"PETS {config.env_id}", unit="episode"),
-    )
+    try:
+        rows = train_pets(
+            config, run_dir, resume=bool(args.resume),
+            progress=lambda episodes: tqdm(episodes, desc=f"PETS {config.env_id}",
+                                           unit="episode"),
+        )
+    except KeyboardInterrupt:
+        print(f"\nmbrl train: interrupted with {completed_episodes(run_dir)} of {config.episodes} "
+              f"episodes saved; continue with: mbrl train pets --resume {run_dir}",
+              file=sys.stderr)
+        return 130
     for row in rows:
         print(f"episode {int(row['episode']):3d}  env steps {int(row['env_steps']):6d}  "
               f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}")
@@ -90,20 +116,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_planners(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from tqdm import tqdm
 
     from mbrl import planner_grid
     from mbrl.provenance import provenance
-    from mbrl.rundir import write_json
+    from mbrl.rundir import check_out_folder, write_json
 
     cells, left_out = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds,
                                         args.dynamics)
     for entry in left_out:
         print(f"left out: {entry['planner']} on {entry['task']} through the {entry['dynamics']}"
               f": {entry['reason']}")
-    out = Path(args.out)
+    out = check_out_folder(args.out)
     rows = planner_grid.run_grid(
         cells, out,
         progress=lambda rows, done, total: tqdm(rows, desc="planner grid", unit="cell",
@@ -170,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("envs", help="list the registered robots and tasks",
                                   description="List every registered env id with what it asks.")
-    listing.set_defaults(run=_cmd_envs)
+    listing.set_defaults(run=_cmd_envs, parser=listing)
 
     from mbrl.true_model_mpc import TrueModelMPCConfig
 
@@ -200,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=defaults.seed, help="episode and planner seed")
     plan.add_argument("--out", default="runs", help="folder for run directories")
     plan.add_argument("--no-video", action="store_true", help="do not render a video")
-    plan.set_defaults(run=_cmd_plan)
+    plan.set_defaults(run=_cmd_plan, parser=plan)
 
     from mbrl.algorithms.pets import PETSConfig
 
@@ -235,10 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
     train.add_argument("--seed", type=int, help=f"run seed (default: {pets_defaults.seed})")
-    train.add_argument("--out", default="runs", help="folder for run directories")
+    train.add_argument("--out", help="folder for run directories (default: runs)")
     train.add_argument("--resume", metavar="RUN_DIR",
-                       help="continue this run directory (its config.json wins)")
-    train.set_defaults(run=_cmd_train)
+                       help="continue this run directory from its last completed episode, with "
+                       "the settings in its config.json; --episodes may extend or shorten it")
+    train.set_defaults(run=_cmd_train, parser=train)
 
     evaluate = commands.add_parser(
         "eval", help="replay a trained run's model and planner",
@@ -250,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive, default=1, help="episodes to run")
     evaluate.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
-    evaluate.set_defaults(run=_cmd_eval)
+    evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
 
     from mbrl.planner_grid import PLANNERS, SOURCES, TASKS
 
@@ -286,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fan the cells out over Ray: alone, a Ray instance started on "
                           "this machine; with an address (auto, ray://HOST:10001), that "
                           "cluster (default: run here, one cell after another)")
-    planners.set_defaults(run=_cmd_bench_planners)
+    planners.set_defaults(run=_cmd_bench_planners, parser=planners)
     return parser
 
 
@@ -301,14 +327,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mbrl` command."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    command = args.parser  # the subcommand's own parser: its usage goes with its errors
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    from controllers.validation import ConfigError
+    from mbrl.errors import UserError
+
     try:
         code: int = args.run(args)
-    except (ValueError, RuntimeError) as error:
-        parser.exit(2, f"mbrl {args.command}: error: {error}\n")
+    except (ConfigError, UserError) as error:
+        command.exit(2, f"{command.prog}: error: {_one_line(error)}\n")
+    except KeyboardInterrupt:
+        command.exit(130, f"\n{command.prog}: interrupted\n")
     return code
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":
