@@ -18,6 +18,7 @@ from controllers.mppi import MPPI, MPPIConfig, path_integral_weights
 from controllers.protocols import (
     Controller,
     Dynamics,
+    ModelDivergedError,
     Plan,
     Planner,
     SequenceDynamics,
@@ -25,6 +26,7 @@ from controllers.protocols import (
 )
 from controllers.random_shooting import RandomShooting, RandomShootingConfig
 from controllers.sampling import colored_noise
+from controllers.validation import ConfigError
 
 __all__ = [
     "CEM",
@@ -33,6 +35,7 @@ __all__ = [
     "MPPI",
     "BoxQPResult",
     "CEMConfig",
+    "ConfigError",
     "Controller",
     "Dynamics",
     "ILQRConfig",
@@ -43,6 +46,7 @@ __all__ = [
     "MPCConfig",
     "MPCStats",
     "MPPIConfig",
+    "ModelDivergedError",
     "Plan",
     "Planner",
     "RandomShooting",

@@ -17,7 +17,7 @@ One call of `plan`:
             replan that continues the previous plan, the previous replan's shifted in time
         K elites <- the best by return (a diverged rollout ranks last)
         mean, std <- momentum-weighted refit to the elites
-    return the best sample seen, or the final mean (the start if every rollout diverged)
+    return the best sample seen, or the final mean; if every rollout diverged, raise
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_ret
 from controllers.sampling import (
     SamplingPlanner,
     colored_noise,
+    diverged,
     initial_mean,
     next_iteration_ends_late,
 )
-from controllers.validation import check_types, require, require_positive
+from controllers.validation import check_types, checked_state, require, require_positive
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,11 @@ class CEM(SamplingPlanner):
         that, as long as the slowest so far, would end past it; the first always runs.
         """
         cfg = self.config
-        mean = initial_mean(self.low, self.high, cfg.horizon, warm_start)
-        std = (cfg.initial_std * (self.high - self.low)).expand_as(mean).clone()
+        state = checked_state(state, dim=getattr(self.dynamics, "state_dim", None))
+        mean = initial_mean(self.action_low, self.action_high, cfg.horizon, warm_start)
+        std = (cfg.initial_std * (self.action_high - self.action_low)).expand_as(mean).clone()
         kept = self._previous_elites_shifted(warm_start)
         self._previous = None
-        start = mean
         best_actions, best_return = mean, -torch.inf
         elite_returns = torch.full((1,), -torch.inf, dtype=mean.dtype)
         done, slowest_s = 0, 0.0
@@ -144,7 +145,7 @@ class CEM(SamplingPlanner):
             noise = colored_noise(
                 (cfg.population_at(i), *mean.shape), cfg.noise_beta, self.generator, mean.dtype
             )
-            samples = (mean + std * noise).clamp(self.low, self.high)
+            samples = (mean + std * noise).clamp(self.action_low, self.action_high)
             if kept is not None:
                 samples = torch.cat([samples, kept])
             returns = sequence_returns(self.dynamics, state, samples)
@@ -159,9 +160,9 @@ class CEM(SamplingPlanner):
             slowest_s = max(slowest_s, time.perf_counter() - started)
             if next_iteration_ends_late(deadline, slowest_s):
                 break
-        if best_return == -torch.inf:  # every rollout diverged: where the search started
-            actions, expected = start, best_return
-        elif cfg.return_mean:
+        if best_return == -torch.inf:
+            raise diverged("CEM", sum(cfg.population_at(i) for i in range(done)))
+        if cfg.return_mean:
             # The mean itself is never rolled out: the final elites' mean return stands for it.
             finite = elite_returns[torch.isfinite(elite_returns)]
             actions = mean
@@ -177,7 +178,6 @@ class CEM(SamplingPlanner):
                 "final_std": float(std.mean()),
                 "iterations": done,
                 "stopped_early": done < cfg.iterations,
-                "all_diverged": best_return == -torch.inf,
             },
         )
 

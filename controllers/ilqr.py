@@ -39,9 +39,15 @@ from numpy.typing import NDArray
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 from controllers.box_qp import cholesky_solve, solve_box_qp
-from controllers.protocols import Plan
+from controllers.protocols import ModelDivergedError, Plan
 from controllers.sampling import initial_mean
-from controllers.validation import check_types, require, require_positive
+from controllers.validation import (
+    check_types,
+    checked_bounds,
+    checked_state,
+    require,
+    require_positive,
+)
 
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func, unless it also has
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
@@ -162,7 +168,10 @@ def ilqr(
         np.zeros((horizon, du, dx)), 1.0, steps, None, dtype,
     )
     if not math.isfinite(total):
-        raise ValueError("the initial controls give a non-finite cost; start from other controls")
+        raise ModelDivergedError(
+            "iLQR: the initial controls give a NaN or infinite cost; the dynamics diverge from "
+            "this state along them"
+        )
     mu, delta = config.mu_init, 1.0
     history, times = [total], [time.perf_counter() - call_started]
     gains = np.zeros((horizon, du, dx))
@@ -281,10 +290,11 @@ class ILQRPlanner:
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        _check_limits(action_low, action_high, action_low.shape[0])
+        dtype = action_low.dtype if action_low.dtype.is_floating_point else torch.float64
+        action_low, action_high = checked_bounds(action_low, action_high, dtype, strict=False)
         self.dynamics, self.cost, self.final_cost = dynamics, cost, final_cost
         self.horizon = horizon
-        self.low, self.high = action_low, action_high
+        self.action_low, self.action_high = action_low, action_high
         self.config = config
         self.cold_config = config if cold_config is None else cold_config
         if initial_controls is None:
@@ -295,16 +305,22 @@ class ILQRPlanner:
         self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
         deadline: float | None = None,
     ) -> Plan:
-        """Optimise `[H, du]` controls from `state` `[dx]` (see the class docstring)."""
-        dtype = self.low.dtype
+        """Optimise `[H, du]` controls from `state` `[dx]` (see the class docstring).
+
+        Raises:
+            ValueError: naming `state` or `warm_start` if it is not finite.
+            ModelDivergedError: if the starting controls' rollout diverges.
+        """
+        state = checked_state(state, dim=getattr(self.dynamics, "state_dim", None))
+        dtype = self.action_low.dtype
         config = self.config
         if warm_start is None:
             warm_start, config = self.initial_controls, self.cold_config
         else:  # checked and clamped as the sampling planners do
-            warm_start = initial_mean(self.low, self.high, self.horizon, warm_start)
+            warm_start = initial_mean(self.action_low, self.action_high, self.horizon, warm_start)
         result = ilqr(
             self.dynamics, self.cost, self.final_cost, state.to(dtype), warm_start.to(dtype),
-            config, self.low, self.high, deadline=deadline,
+            config, self.action_low, self.action_high, deadline=deadline,
         )
         return Plan(
             actions=result.controls,
@@ -314,7 +330,7 @@ class ILQRPlanner:
                 "stop_reason": result.stop_reason,
                 "feedback_gains": result.gains,
                 "planned_states": result.states,
-                "action_bounds": (self.low, self.high),
+                "action_bounds": (self.action_low, self.action_high),
             },
         )
 
@@ -370,8 +386,8 @@ def _derivatives(
     )
     for name in ("fx", "fu", "lx", "lu", "lxx", "luu", "lux"):
         if not bool(torch.isfinite(getattr(result, name)).all()):
-            raise ValueError(f"the derivative {name} has NaN or infinite entries along the "
-                             "trajectory")
+            raise ModelDivergedError(f"iLQR: the derivative {name} has NaN or infinite entries "
+                                     "along the trajectory")
     return result
 
 

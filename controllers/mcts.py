@@ -15,14 +15,19 @@ Each simulation (Kocsis & Szepesvari 2006, "Bandit based Monte-Carlo planning"; 
     evaluate the new node: the mean return of a batch of rollouts (random, or by a policy) to
         the horizon, plus a value function at their ends if one is given, or the value
         function alone
-    back the return up the path: every edge's mean return and visit count
+    back the return up the path: every edge's mean return and visit count; a path whose
+        last step diverged (NaN or infinite reward or value) marks that action diverged, and
+        nothing above it learns from the simulation
 
 Returns are undiscounted sums over the horizon, as the sampling planners'. Q values are
 normalised to [0, 1] by the smallest and largest mean seen in the tree (as in MuZero), so one
-exploration constant serves any reward scale. The action played is the root's most visited;
-the plan is the most visited path, padded with its last action. With `reuse_subtree`, the next
-call starts from the outcome of the played action whose state matches the new state, keeping
-its statistics.
+exploration constant serves any reward scale. A diverged action is never selected again and
+does not count against progressive widening, so the search goes around the region where the
+model diverges; a leaf's value is the mean of its finite rollouts. If no action at the root
+has a finite return, `plan` raises `ModelDivergedError`. The action played is the root's most
+visited; the plan is the most visited path, padded with its last action. With
+`reuse_subtree`, the next call starts from the outcome of the played action whose state matches
+the new state, keeping its statistics.
 """
 
 from __future__ import annotations
@@ -35,8 +40,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from controllers.protocols import Dynamics, Plan, sequence_returns
-from controllers.validation import check_types, require, require_positive
+from controllers.protocols import Dynamics, ModelDivergedError, Plan, sequence_returns
+from controllers.validation import (
+    check_types,
+    checked_bounds,
+    checked_state,
+    checked_warm_start,
+    require,
+    require_positive,
+)
 
 #: `prior(state [dx], actions [A, du]) -> [A]` probabilities over the candidate actions.
 PriorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -124,6 +136,8 @@ class Edge:
     return_sum: float = 0.0
     #: Its sampled next states.
     outcomes: list[Outcome] = field(default_factory=list)
+    #: A step or evaluation through it gave NaN or infinity: it ranks last, never tried again.
+    diverged: bool = False
 
     @property
     def mean_return(self) -> float:
@@ -169,27 +183,25 @@ class MCTS:
         value: ValueFn | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if action_low.ndim != 1 or action_low.shape != action_high.shape:
-            raise ValueError(f"action bounds must both be [du], got {list(action_low.shape)} "
-                             f"and {list(action_high.shape)}")
-        if not bool((action_low <= action_high).all()):
-            raise ValueError("action_low must not exceed action_high")
+        action_low, action_high = checked_bounds(action_low, action_high, strict=False)
         if actions is None and config.grid_points is not None:
             actions = action_grid(action_low, action_high, config.grid_points)
         if actions is not None and (actions.ndim != 2 or actions.shape[1] != action_low.shape[0]
                                     or actions.shape[0] < 1):
             raise ValueError(f"actions must be [A >= 1, du={action_low.shape[0]}], got "
                              f"{list(actions.shape)}")
+        if actions is not None and not bool(torch.isfinite(actions).all()):
+            raise ValueError("actions must be finite")
         if prior is not None and actions is None:
             raise ValueError("a prior needs a discrete action set or a grid (grid_points)")
         if config.rollout_horizon == 0 and value is None:
             raise ValueError("rollout_horizon 0 needs a value function to evaluate leaves")
         self.dynamics = dynamics
-        self.low, self.high = action_low.to(torch.float64), action_high.to(torch.float64)
+        self.action_low, self.action_high = action_low, action_high
         self.config = config
         self.horizon = config.horizon
         self.actions = None if actions is None else torch.clamp(
-            actions.to(torch.float64), self.low, self.high
+            actions.to(torch.float64), self.action_low, self.action_high
         )
         self.prior, self.rollout_policy, self.value = prior, rollout_policy, value
         self.generator = generator if generator is not None else torch.Generator()
@@ -207,12 +219,18 @@ class MCTS:
     ) -> Plan:
         """Search from `state` `[dx]`; the plan is the most visited path `[H, du]`.
 
-        `warm_start` is ignored (the kept subtree is MCTS's warm start). The search stops after
-        `config.simulations`, or before a simulation that, as long as the slowest so far, would
-        end past the deadline (the earlier of `deadline` and `config.time_budget_ms`); at
-        least one simulation runs.
+        `warm_start` is checked but not used (the kept subtree is MCTS's warm start). The search
+        stops after `config.simulations`, or before a simulation that, as long as the slowest
+        so far, would end past the deadline (the earlier of `deadline` and
+        `config.time_budget_ms`); at least one simulation runs.
+
+        Raises:
+            ModelDivergedError: if no action at the root has a finite mean return.
         """
         started = time.perf_counter()
+        state = checked_state(state, dim=getattr(self.dynamics, "state_dim", None))
+        if warm_start is not None:
+            checked_warm_start(warm_start, (self.horizon, self.action_low.shape[0]))
         if self.config.time_budget_ms is not None:
             budget_end = started + self.config.time_budget_ms / 1000
             deadline = budget_end if deadline is None else min(deadline, budget_end)
@@ -228,7 +246,14 @@ class MCTS:
             self._simulate(root)
             simulations += 1
             slowest = max(slowest, time.perf_counter() - began)
-        best = max(root.edges, key=lambda e: (e.visits, e.mean_return))
+        ranked = [e for e in root.edges if e.visits and not e.diverged]
+        if not ranked:
+            self.reset()
+            raise ModelDivergedError(
+                f"MCTS: every one of {simulations} simulations returned NaN or infinity; the "
+                "dynamics diverge from this state, so no action can be ranked"
+            )
+        best = max(ranked, key=lambda e: (e.visits, e.mean_return))
         self._root, self._played = root, best
         return Plan(
             actions=self._principal_path(root),
@@ -254,33 +279,44 @@ class MCTS:
             outcome, is_new = self._transition(node, edge)
             path.append((node, edge, outcome))
             node, depth = outcome.node, depth + 1
-        value = self._evaluate(node.state, self.horizon - depth) if depth < self.horizon else 0.0
+            if not math.isfinite(outcome.reward):
+                break
+        _, last, last_outcome = path[-1]
+        value = 0.0
+        if math.isfinite(last_outcome.reward) and depth < self.horizon:
+            value = self._evaluate(node.state, self.horizon - depth)
         root.visits += 1
+        if not (math.isfinite(last_outcome.reward) and math.isfinite(value)):
+            last.diverged, last.visits, last.return_sum = True, last.visits + 1, -math.inf
+            return  # what led here learns nothing: its value beyond this step is unknown
         for _, edge, outcome in reversed(path):
             value = outcome.reward + value
             outcome.node.visits += 1
             edge.visits += 1
             edge.return_sum += value
-            if math.isfinite(edge.mean_return):
-                self._q_low = min(self._q_low, edge.mean_return)
-                self._q_high = max(self._q_high, edge.mean_return)
+            self._q_low = min(self._q_low, edge.mean_return)
+            self._q_high = max(self._q_high, edge.mean_return)
 
     def _select(self, node: Node) -> Edge:
         """The action to take at `node`: with continuous actions a new one while widening
-        allows, else the best by UCT or PUCT (untried ones first under UCT)."""
+        allows (diverged ones not counted), else the best by UCT or PUCT (untried ones first
+        under UCT); a diverged action only when every one has diverged."""
         if self.actions is not None:
             if not node.edges:  # first visit: every action, in a random order for ties
                 priors = self._priors(node.state, self.actions)
                 order = torch.randperm(self.actions.shape[0], generator=self.generator)
                 node.edges = [Edge(self.actions[i], float(priors[i])) for i in order.tolist()]
-        elif len(node.edges) < math.ceil(
-            self.config.widening_k * max(node.visits, 1) ** self.config.widening_alpha
-        ):
-            unit = torch.rand(self.low.shape, generator=self.generator, dtype=torch.float64)
-            edge = Edge(action=self.low + (self.high - self.low) * unit, prior=1.0)
-            node.edges.append(edge)
-            return edge
-        return max(node.edges, key=lambda e: self._score(node, e))
+        else:
+            live = sum(not e.diverged for e in node.edges)
+            if live < math.ceil(
+                self.config.widening_k * max(node.visits, 1) ** self.config.widening_alpha
+            ):
+                low, high = self.action_low, self.action_high
+                unit = torch.rand(low.shape, generator=self.generator, dtype=torch.float64)
+                edge = Edge(action=low + (high - low) * unit, prior=1.0)
+                node.edges.append(edge)
+                return edge
+        return max(node.edges, key=lambda e: -math.inf if e.diverged else self._score(node, e))
 
     def _score(self, node: Node, edge: Edge) -> float:
         c = self.config.exploration
@@ -320,7 +356,7 @@ class MCTS:
             with torch.no_grad():
                 next_state = self.dynamics.step(state, action)
                 reward = float(self.dynamics.reward(state, action, next_state)[0])
-            if math.isnan(reward):  # a diverged step ranks last, never first
+            if not math.isfinite(reward):  # a diverged step ranks last, never first
                 reward = -math.inf
             outcome = Outcome(node=Node(state=next_state[0].to(torch.float64)), reward=reward)
             edge.outcomes.append(outcome)
@@ -337,16 +373,18 @@ class MCTS:
         with torch.no_grad():
             if length == 0:
                 assert self.value is not None
-                return float(self.value(state[None])[0])
+                value = float(self.value(state[None])[0])
+                return value if math.isfinite(value) else -math.inf
             if self.rollout_policy is None and self.value is None:
                 actions = self._random_actions(n, length)
                 returns = sequence_returns(self.dynamics, state, actions.to(state.dtype))
-                return float(returns.mean())
+                return _finite_mean(returns)
             x = state.expand(n, -1)
             total = torch.zeros(n, dtype=torch.float64)
             for _ in range(length):
                 if self.rollout_policy is not None:
-                    u = torch.clamp(self.rollout_policy(x).to(torch.float64), self.low, self.high)
+                    u = torch.clamp(self.rollout_policy(x).to(torch.float64), self.action_low,
+                                    self.action_high)
                 else:
                     u = self._random_actions(n, 1)[:, 0]
                 x_next = self.dynamics.step(x, u.to(x.dtype))
@@ -354,17 +392,16 @@ class MCTS:
                 x = x_next
             if self.value is not None:
                 total = total + self.value(x).to(torch.float64)
-            total = torch.where(torch.isfinite(total), total, torch.full_like(total, -math.inf))
-            return float(total.mean())
+            return _finite_mean(total)
 
     def _random_actions(self, n: int, length: int) -> torch.Tensor:
         """`[n, length, du]` uniform in the bounds, or uniform over the discrete set."""
         if self.actions is not None:
             index = torch.randint(self.actions.shape[0], (n, length), generator=self.generator)
             return self.actions[index]
-        du = self.low.shape[0]
+        du = self.action_low.shape[0]
         unit = torch.rand((n, length, du), generator=self.generator, dtype=torch.float64)
-        return self.low + (self.high - self.low) * unit
+        return self.action_low + (self.action_high - self.action_low) * unit
 
     # ------------------------------------------------------------------ between calls
 
@@ -372,10 +409,11 @@ class MCTS:
         """The most visited actions from the root, padded with the last to `[H, du]`."""
         actions: list[torch.Tensor] = []
         node = root
-        while node.edges and len(actions) < self.horizon:
-            edge = max(node.edges, key=lambda e: (e.visits, e.mean_return))
-            if edge.visits == 0:
+        while len(actions) < self.horizon:
+            edges = [e for e in node.edges if e.visits and not e.diverged]
+            if not edges:
                 break
+            edge = max(edges, key=lambda e: (e.visits, e.mean_return))
             actions.append(edge.action)
             node = max(edge.outcomes, key=lambda o: o.count).node
         actions.extend([actions[-1]] * (self.horizon - len(actions)))
@@ -393,6 +431,13 @@ class MCTS:
             if same:
                 return outcome.node
         return None
+
+
+def _finite_mean(returns: torch.Tensor) -> float:
+    """The mean of the finite entries of `returns` `[n]` (rollouts that did not diverge), or
+    -inf if none is finite."""
+    finite = returns[torch.isfinite(returns)]
+    return float(finite.mean()) if finite.numel() else -math.inf
 
 
 def action_grid(low: torch.Tensor, high: torch.Tensor, points: int) -> torch.Tensor:

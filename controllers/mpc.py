@@ -6,10 +6,17 @@ previous plan shifted by the steps already played. With a time budget, the plann
 deadline and stops refining in time; if even its first iteration ends past the budget, the
 replan is dropped for the previous plan shifted in time, which is what a real-time controller
 would have had to play when the budget ran out.
+
+Whatever `MPC.act` returns is finite and inside the planner's action bounds: an observation that
+is not finite is refused (`ValueError` naming `obs`); a replan whose every rollout diverges
+(`ModelDivergedError`) is replaced by the previous plan shifted in time or, with none, by the
+safe plan (zero action where the bounds allow it), counted in `MPCStats.diverged` with a
+warning; each action is clamped into the bounds.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,8 +24,16 @@ from typing import Any
 
 import torch
 
-from controllers.protocols import Plan, Planner
-from controllers.validation import check_types, require, require_positive
+from controllers.protocols import ModelDivergedError, Plan, Planner
+from controllers.validation import (
+    check_types,
+    checked_bounds,
+    checked_state,
+    require,
+    require_positive,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,9 @@ class MPCStats:
     overruns: int = 0
     #: Overruns after one iteration, replaced by the previous plan shifted in time.
     fallbacks: int = 0
+    #: Replans whose every rollout diverged, replaced by the previous plan shifted in time or
+    #: the safe plan.
+    diverged: int = 0
     #: Wall-clock time of the last replan, in milliseconds (NaN before the first).
     last_plan_ms: float = math.nan
 
@@ -70,7 +88,8 @@ class MPC:
     plan is dropped for the previous plan shifted by the steps played, marked
     `info["fallback"]`, with a NaN `expected_return` (not estimated). On the episode's first
     replan there is no previous plan, and the late plan is played. `stats` counts both cases.
-    Actions are always the planner's or shifts of them, so inside the planner's bounds. A plan
+    A replan whose rollouts all diverge is replaced in the same way, or by the safe plan when
+    there is no previous plan, and counted in `stats.diverged`. A plan
     whose `info` carries `feedback_gains` K `[H, du, dx]`, `planned_states` `[H+1, dx]` and
     `action_bounds` (iLQR's) is played in closed loop between replans, `u_t + K_t (x - x_t)`
     clipped into those bounds (with `plan_step` 1; under move blocking the held actions are
@@ -85,6 +104,11 @@ class MPC:
             )
         self.planner = planner
         self.config = config
+        self.action_low, self.action_high = checked_bounds(
+            planner.action_low, planner.action_high, strict=False
+        )
+        #: The state dimension where the planner's dynamics state it (`state_dim`), else None.
+        self.state_dim: int | None = getattr(getattr(planner, "dynamics", None), "state_dim", None)
         self.last_plan: Plan | None = None
         self.stats = MPCStats()
         self._steps_since_plan = 0
@@ -97,17 +121,27 @@ class MPC:
         self._steps_since_plan = 0
 
     def act(self, obs: Any) -> torch.Tensor:
-        """The next action `[du]` from the state `obs` `[dx]`."""
+        """The next action `[du]` from the state `obs` `[dx]`, finite and inside the bounds.
+
+        Raises:
+            ValueError: naming `obs` if it is not one vector of finite numbers.
+        """
+        state = checked_state(obs, "obs", self.state_dim)
         if self.last_plan is None or self._steps_since_plan >= self.config.replan_every:
-            self.last_plan = self._replan(torch.as_tensor(obs, dtype=torch.float64))
+            self.last_plan = self._replan(state.to(torch.float64))
             self._steps_since_plan = 0
         index = self._steps_since_plan // self.config.plan_step
         action = self.last_plan.actions[index]
         if self.config.plan_step == 1 and "feedback_gains" in self.last_plan.info:
-            action = _with_feedback(self.last_plan, index, torch.as_tensor(obs))
+            action = _with_feedback(self.last_plan, index, state)
         self._steps_since_plan += 1
-        return action
+        low, high = self.action_low.to(action.dtype), self.action_high.to(action.dtype)
+        return torch.clamp(action, low, high)
 
+    def safe_action(self) -> torch.Tensor:
+        """The action played when nothing better is known: zero where the bounds allow it,
+        else the bound nearest to zero, `[du]`."""
+        return torch.clamp(torch.zeros_like(self.action_low), self.action_low, self.action_high)
 
     def _replan(self, state: torch.Tensor) -> Plan:
         """A new plan from `state`, or the shifted previous one if one iteration overran."""
@@ -115,11 +149,11 @@ class MPC:
         warm = shifted if self.config.warm_start else None
         budget_ms = self.config.time_budget_ms
         started = time.perf_counter()
-        if budget_ms is None:
-            plan = self.planner.plan(state, warm_start=warm)
-        else:
-            deadline = started + budget_ms / 1000
+        deadline = None if budget_ms is None else started + budget_ms / 1000
+        try:
             plan = self.planner.plan(state, warm_start=warm, deadline=deadline)
+        except ModelDivergedError as error:
+            return self._diverged(error, shifted, started)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stats.replans += 1
         self.stats.last_plan_ms = elapsed_ms
@@ -134,6 +168,23 @@ class MPC:
             expected_return=math.nan,
             info={"fallback": True, "late_plan_ms": elapsed_ms},
         )
+
+    def _diverged(
+        self, error: ModelDivergedError, shifted: torch.Tensor | None, started: float
+    ) -> Plan:
+        """The previous plan shifted in time, or the safe plan, in place of a diverged one."""
+        self.stats.replans += 1
+        self.stats.diverged += 1
+        self.stats.last_plan_ms = (time.perf_counter() - started) * 1000
+        if shifted is None:
+            actions = self.safe_action().expand(self.planner.horizon, -1).clone()
+            played = "the safe plan"
+        else:
+            actions, played = shifted, "the previous plan shifted in time"
+        if self.stats.diverged == 1:  # once an episode: the count keeps the rest
+            log.warning("%s; playing %s (MPC.stats.diverged counts these)", error, played)
+        return Plan(actions=actions, expected_return=math.nan,
+                    info={"fallback": True, "diverged": str(error)})
 
     def _shifted_plan(self) -> torch.Tensor | None:
         """The stored plan moved forward by the whole plan steps played, its last action

@@ -13,7 +13,7 @@ One call of `plan`:
     for each iteration (at least one; stop before one that would end past the deadline):
         N samples clamp(mean + noise_std * range * white noise)
         weights <- softmax(returns / lambda); a diverged rollout (-inf) weighs exactly 0
-        if every rollout diverged: stop, keep the mean as it is
+        if every rollout diverged: raise on the first iteration, else stop with the mean
         mean <- sum of weights * samples (inside the bounds: a convex combination)
     return the mean
 """
@@ -29,10 +29,11 @@ import torch
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
 from controllers.sampling import (
     SamplingPlanner,
+    diverged,
     initial_mean,
     next_iteration_ends_late,
 )
-from controllers.validation import check_types, require, require_positive
+from controllers.validation import check_types, checked_state, require, require_positive
 
 
 @dataclass(frozen=True)
@@ -106,25 +107,31 @@ class MPPI(SamplingPlanner):
 
         With a `deadline` (a `time.perf_counter()` time, seconds), iterations stop before one
         that, as long as the slowest so far, would end past it; the first always runs. If every
-        rollout of an iteration diverges, the mean so far (the warm start, on the first) is
-        returned unchanged and `info["all_diverged"]` is set.
+        rollout of a later iteration diverges, the mean of the iterations before is returned
+        and `info["diverged_iteration"]` is set.
+
+        Raises:
+            ModelDivergedError: if every rollout of the first iteration diverges.
         """
         cfg = self.config
-        mean = initial_mean(self.low, self.high, cfg.horizon, warm_start)
-        std = cfg.noise_std * (self.high - self.low)
-        expected, effective_samples, all_diverged, done = -torch.inf, 0.0, False, 0
+        state = checked_state(state, dim=getattr(self.dynamics, "state_dim", None))
+        mean = initial_mean(self.action_low, self.action_high, cfg.horizon, warm_start)
+        std = cfg.noise_std * (self.action_high - self.action_low)
+        expected, effective_samples, diverged_iteration, done = -torch.inf, 0.0, False, 0
         slowest_s = 0.0
         for _ in range(cfg.iterations):
             started = time.perf_counter()
             noise = torch.randn(
                 (cfg.population, *mean.shape), generator=self.generator, dtype=mean.dtype
             )
-            samples = torch.addcmul(mean, std, noise).clamp_(self.low, self.high)
+            samples = torch.addcmul(mean, std, noise).clamp_(self.action_low, self.action_high)
             returns = sequence_returns(self.dynamics, state, samples)
             done += 1
             weights = path_integral_weights(returns, cfg.temperature)
             if weights is None:
-                all_diverged = True
+                if done == 1:
+                    raise diverged("MPPI", cfg.population)
+                diverged_iteration = True
                 break
             mean = torch.tensordot(weights, samples, dims=1)
             # Only diverged rollouts (-inf) weigh 0; a 0 stands for them in the expectation.
@@ -135,12 +142,12 @@ class MPPI(SamplingPlanner):
                 break
         return Plan(
             # A convex combination of in-bound samples is in bounds up to rounding: clamp it.
-            actions=mean.clamp(self.low, self.high),
+            actions=mean.clamp(self.action_low, self.action_high),
             expected_return=expected,
             info={
                 "iterations": done,
-                "stopped_early": done < cfg.iterations and not all_diverged,
-                "all_diverged": all_diverged,
+                "stopped_early": done < cfg.iterations and not diverged_iteration,
+                "diverged_iteration": diverged_iteration,
                 "effective_samples": effective_samples,
             },
         )

@@ -4,6 +4,12 @@ A planner never knows whether it runs on a learned ensemble, on the true simulat
 analytic model: it speaks to `Dynamics` (one batched step plus the task's reward) or, when the
 model can score whole action sequences faster itself (the simulator in C, an ensemble with
 particles), to `SequenceDynamics`. `sequence_returns` picks the fast path when it exists.
+
+The output contract: whatever a `Planner` or `Controller` returns is finite and inside the
+action bounds. Non-finite bounds, states and warm starts are refused with a `ValueError` naming
+the argument (`controllers.validation`); a model whose every rollout diverges makes a planner
+raise `ModelDivergedError`, never return a made-up plan; `MPC` turns that into its safe
+fallback, counted in `MPCStats`.
 """
 
 from __future__ import annotations
@@ -14,9 +20,20 @@ from typing import Any, Protocol, cast, runtime_checkable
 import torch
 
 
+class ModelDivergedError(RuntimeError):
+    """The dynamics returned NaN or infinity where a plan needs finite values (every rollout
+    of a sampling planner or MCTS; iLQR's starting rollout or its derivatives along it): a
+    diverged learned model or an unstable simulation, and no plan can be ranked."""
+
+
 @runtime_checkable
 class Dynamics(Protocol):
-    """Batched one-step dynamics and the task's reward."""
+    """Batched one-step dynamics and the task's reward.
+
+    Dynamics that know their state dimension say so in an attribute `state_dim`; planners and
+    `MPC` then refuse a state of another size (the protocol does not require it: an analytic
+    model may take any).
+    """
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Next states, `[B, dx]`, of states `[B, dx]` under actions `[B, du]`."""
@@ -74,9 +91,14 @@ class Plan:
 
 
 class Planner(Protocol):
-    """Anything that turns a state into a plan."""
+    """Anything that turns a state into a plan whose actions lie inside its bounds."""
 
+    #: Plan length H.
     horizon: int
+    #: Lower action bounds `[du]`, finite.
+    action_low: torch.Tensor
+    #: Upper action bounds `[du]`, finite.
+    action_high: torch.Tensor
 
     def plan(
         self,
@@ -90,6 +112,11 @@ class Planner(Protocol):
         `deadline`, a `time.perf_counter()` time in seconds, asks an iterative planner to stop
         early enough to return by then; it still completes at least one iteration, so the
         caller must be ready for a late plan. `None`: no deadline.
+
+        Raises:
+            ValueError: naming `state` or `warm_start` if it is not finite or of the wrong
+                shape.
+            ModelDivergedError: if no rollout gave a finite return.
         """
         ...
 

@@ -14,9 +14,10 @@ import torch
 from controllers.protocols import Dynamics, Plan, SequenceDynamics, sequence_returns
 from controllers.sampling import (
     SamplingPlanner,
+    diverged,
     initial_mean,
 )
-from controllers.validation import check_types, require_positive
+from controllers.validation import check_types, checked_state, require_positive
 
 
 @dataclass(frozen=True)
@@ -70,22 +71,23 @@ class RandomShooting(SamplingPlanner):
         """Plan `[H, du]` actions from `state` `[dx]`; `warm_start` `[H, du]` is one candidate.
 
         Sampling is one batch, so a `deadline` cannot shorten it: it is accepted and ignored.
-        If every rollout diverges, the warm start (else mid-range actions) comes back, with
-        `info["all_diverged"]` set.
+
+        Raises:
+            ModelDivergedError: if every rollout diverges.
         """
         cfg = self.config
-        fallback = initial_mean(self.low, self.high, cfg.horizon, warm_start)
+        state = checked_state(state, dim=getattr(self.dynamics, "state_dim", None))
+        start = initial_mean(self.action_low, self.action_high, cfg.horizon, warm_start)
         unit = torch.rand(
-            (cfg.population, *fallback.shape), generator=self.generator, dtype=fallback.dtype
+            (cfg.population, *start.shape), generator=self.generator, dtype=start.dtype
         )
-        samples = self.low + (self.high - self.low) * unit
+        samples = self.action_low + (self.action_high - self.action_low) * unit
         if warm_start is not None:
-            samples[0] = fallback
+            samples[0] = start
         returns = sequence_returns(self.dynamics, state, samples)
         best_return, best = torch.max(returns, dim=0)
-        all_diverged = not bool(torch.isfinite(best_return))
+        if not bool(torch.isfinite(best_return)):
+            raise diverged("random shooting", cfg.population)
         return Plan(
-            actions=fallback if all_diverged else samples[best],
-            expected_return=float(best_return),
-            info={"iterations": 1, "all_diverged": all_diverged},
+            actions=samples[best], expected_return=float(best_return), info={"iterations": 1}
         )

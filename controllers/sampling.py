@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from controllers.protocols import Dynamics, SequenceDynamics
+from controllers.protocols import Dynamics, ModelDivergedError, SequenceDynamics
 from controllers.validation import checked_bounds, checked_warm_start
 
 
@@ -34,9 +34,17 @@ class SamplingPlanner:
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.dynamics = dynamics
-        self.low, self.high = checked_bounds(action_low, action_high, dtype)
+        self.action_low, self.action_high = checked_bounds(action_low, action_high, dtype)
         self.horizon = horizon
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def diverged(planner: str, rollouts: int) -> ModelDivergedError:
+    """The error of a sampling planner none of whose `rollouts` gave a finite return."""
+    return ModelDivergedError(
+        f"{planner}: all {rollouts} rollouts returned NaN or infinity; the dynamics diverge "
+        "from this state, so no plan can be ranked"
+    )
 
 
 def initial_mean(

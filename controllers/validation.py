@@ -168,8 +168,9 @@ def checked_bounds(
     return low, high
 
 
-def checked_state(state: Any, name: str = "state") -> torch.Tensor:
-    """`state` as a `[dx]` tensor, after checking that it is one vector of finite numbers.
+def checked_state(state: Any, name: str = "state", dim: int | None = None) -> torch.Tensor:
+    """`state` as a `[dx]` tensor, after checking that it is one vector of finite numbers (of
+    `dim` entries, where the caller knows the dimension).
 
     Raises:
         ValueError: naming the argument `name`, its shape or its first non-finite entries.
@@ -177,6 +178,8 @@ def checked_state(state: Any, name: str = "state") -> torch.Tensor:
     x = torch.as_tensor(state)
     if x.ndim != 1 or x.shape[0] < 1:
         raise ValueError(f"{name} must be one vector [dx >= 1], got shape {list(x.shape)}")
+    if dim is not None and x.shape[0] != dim:
+        raise ValueError(f"{name} has {x.shape[0]} entries, but the dynamics' states have {dim}")
     if x.is_complex():
         raise ValueError(f"{name} must hold real numbers, got {x.dtype}")
     if x.dtype.is_floating_point:

@@ -47,6 +47,8 @@ class SimulatorDynamics:
         self._batched_rollout = None if isinstance(self._inner, RobotWrapper) else getattr(
             self._inner, "rollout", None
         )
+        #: Entries of a `get_state()` vector.
+        self.state_dim = int(np.asarray(self.env.get_state()).shape[0])
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Next states `[B, ds]` of states `[B, ds]` under actions `[B, du]`."""

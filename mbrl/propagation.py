@@ -98,6 +98,8 @@ class ModelDynamics:
                 f"({members}) for {propagation.name}"
             )
         self.model = model
+        #: Entries of an observation, the state this dynamics steps.
+        self.state_dim: int | None = getattr(model, "obs_dim", None)
         self.task = task
         self.particles = particles
         self.propagation = propagation

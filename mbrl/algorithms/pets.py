@@ -161,12 +161,13 @@ def train_pets(
 
     board = _tensorboard(run_dir, purge_after=int(rows[-1]["env_steps"]) if rows else None)
     for episode in progress(range(len(rows), config.episodes)):
-        report = None
+        report, controller = None, None
         if episode < config.random_episodes:
             policy = _random_policy(task, rng)
         else:
             report = fit_buffer(model, buffer, config.train, generator)
-            policy = planning_policy(model, task, config, generator)
+            controller = planning_controller(model, task, config, generator)
+            policy = _as_policy(controller)
         episode_return, steps, plan_ms = run_episode(
             env, policy, seed=int(rng.integers(2**31)), buffer=buffer
         )
@@ -178,6 +179,7 @@ def train_pets(
                 "holdout_nll": _mean_or_nan(report.holdout_nll_mean if report else None),
                 "holdout_mse": _mean_or_nan(report.holdout_mse_mean if report else None),
                 "plan_ms": float(np.median(plan_ms)) if report else float("nan"),
+                "diverged_replans": controller.stats.diverged if controller else 0,
             }
         )
         if board is not None:
@@ -242,7 +244,10 @@ def planning_policy(
     model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
 ) -> Policy:
     """`planning_controller` as a function of the observation (numpy in, numpy out)."""
-    controller = planning_controller(model, task, config, generator)
+    return _as_policy(planning_controller(model, task, config, generator))
+
+
+def _as_policy(controller: MPC) -> Policy:
     return lambda obs: controller.act(torch.from_numpy(obs).float()).numpy()
 
 
@@ -474,4 +479,5 @@ def _load(reader: Callable[[Path], Any], path: Path) -> Any:
 
 def _parse_row(row: dict[str, str]) -> dict[str, float]:
     """A metrics row read back from CSV, with the counts as ints like the row first written."""
-    return {k: int(v) if k in ("episode", "env_steps") else float(v) for k, v in row.items()}
+    counts = ("episode", "env_steps", "diverged_replans")
+    return {k: int(v) if k in counts else float(v) for k, v in row.items()}

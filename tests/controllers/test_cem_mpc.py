@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from controllers import CEM, MPC, CEMConfig, MPCConfig, sequence_returns
+from controllers import CEM, MPC, CEMConfig, MPCConfig, Plan, sequence_returns
 
 
 class PointMass:
@@ -89,9 +89,10 @@ def warm_start_recording_cem(horizon: int) -> tuple[CEM, list[torch.Tensor | Non
     seen: list[torch.Tensor | None] = []
     original = planner.plan
 
-    def recording_plan(state: torch.Tensor, warm_start: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
+    def recording_plan(state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
+                       deadline: float | None = None) -> Plan:
         seen.append(warm_start)
-        return original(state, warm_start)
+        return original(state, warm_start, deadline=deadline)
 
     planner.plan = recording_plan  # type: ignore[method-assign]
     return planner, seen

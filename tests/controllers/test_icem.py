@@ -64,18 +64,18 @@ def test_red_noise_is_smoother_than_white() -> None:
 def original_cem_plan(planner: CEM, state: torch.Tensor, warm_start: torch.Tensor | None) -> Plan:
     """CEM's `plan` before the iCEM options, verbatim, as the reference for the defaults."""
     cfg = planner.config
-    shape = (cfg.horizon, planner.low.shape[0])
+    shape = (cfg.horizon, planner.action_low.shape[0])
     if warm_start is None:
-        mean = ((planner.low + planner.high) / 2).expand(shape).clone()
+        mean = ((planner.action_low + planner.action_high) / 2).expand(shape).clone()
     else:
-        mean = warm_start.to(torch.float64).clamp(planner.low, planner.high)
-    std = (cfg.initial_std * (planner.high - planner.low)).expand(shape).clone()
+        mean = warm_start.to(torch.float64).clamp(planner.action_low, planner.action_high)
+    std = (cfg.initial_std * (planner.action_high - planner.action_low)).expand(shape).clone()
     best_actions, best_return = mean, -torch.inf
     for _ in range(cfg.iterations):
         noise = torch.randn(
             (cfg.population, *shape), generator=planner.generator, dtype=torch.float64
         )
-        samples = (mean + std * noise).clamp(planner.low, planner.high)
+        samples = (mean + std * noise).clamp(planner.action_low, planner.action_high)
         returns = sequence_returns(planner.dynamics, state, samples)
         elite_returns, elite_index = torch.topk(returns, cfg.elites)
         elites = samples[elite_index]

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from controllers import MPC, MPCConfig
+from controllers import MPC, ModelDivergedError, MPCConfig
 from controllers.ilqr import (
     ILQRConfig,
     ILQRPlanner,
@@ -144,7 +144,7 @@ def test_bad_input_is_named() -> None:
     def nan_slope(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return x + torch.sqrt(u - u)  # finite values, NaN derivative at u = 0
 
-    with pytest.raises(ValueError, match="derivative fu"):
+    with pytest.raises(ModelDivergedError, match="derivative fu"):
         ilqr(nan_slope, swing_up_cost, swing_up_final_cost, x0, controls)
 
 

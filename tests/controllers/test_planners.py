@@ -20,6 +20,7 @@ from controllers import (
     MPPI,
     CEMConfig,
     Dynamics,
+    ModelDivergedError,
     MPPIConfig,
     Planner,
     RandomShooting,
@@ -156,14 +157,14 @@ def test_diverged_rollouts_rank_last_never_first(make: Make) -> None:
 
 
 @pytest.mark.parametrize("make", PLANNERS)
-def test_when_every_rollout_diverges_the_warm_start_comes_back(make: Make) -> None:
+def test_when_every_rollout_diverges_the_planner_says_so_instead_of_making_up_a_plan(
+    make: Make,
+) -> None:
     warm = torch.tensor([[0.5, -0.25], [0.1, 0.2], [-0.3, 0.9]], dtype=F64)
     planner = make(AlwaysDiverges(ORIGIN), 3, 0)
-    plan = planner.plan(ORIGIN, warm_start=warm)
-    assert torch.equal(plan.actions, warm)
-    assert plan.expected_return == -torch.inf and plan.info["all_diverged"]
-    cold = planner.plan(ORIGIN)  # no warm start: mid-range actions, finite
-    assert torch.equal(cold.actions, torch.zeros(3, 2, dtype=F64))
+    for warm_start in (warm, None):
+        with pytest.raises(ModelDivergedError, match="rollouts returned NaN or infinity"):
+            planner.plan(ORIGIN, warm_start=warm_start)
 
 
 @pytest.mark.parametrize("make", PLANNERS)
