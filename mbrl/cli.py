@@ -187,14 +187,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mbrl` and its subcommands."""
+    # No abbreviated options: `--budget` must not quietly mean `--budgets-ms`.
     parser = argparse.ArgumentParser(
-        prog="mbrl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="mbrl", allow_abbrev=False, description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    listing = commands.add_parser("envs", help="list the registered robots and tasks",
-                                  description="List every registered env id with what it asks.")
+    listing = commands.add_parser(
+        "envs", help="list the registered robots and tasks", allow_abbrev=False,
+        description="List every registered env id with what it asks.")
     listing.set_defaults(run=_cmd_envs, parser=listing)
 
     from mbrl.true_model_mpc import TrueModelMPCConfig
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrueModelMPCConfig()
     plan = commands.add_parser(
         "plan", help="run MPC with CEM on the true simulator and plot the trajectory",
+        allow_abbrev=False,
         description="Plan through the exact physics (the upper bound a learned model can "
         "reach): CEM from the simulator's state every step, one episode, then a run directory "
         "with config.json, trajectory.csv, trajectory.png, summary.json and episode.mp4.",
@@ -231,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pets_defaults = PETSConfig()
     train = commands.add_parser(
-        "train", help="learn a dynamics model and plan through it (PETS)",
+        "train", help="learn a dynamics model and plan through it (PETS)", allow_abbrev=False,
         description="PETS (Chua et al. 2018): random episodes, then fit a probabilistic "
         "ensemble and plan with CEM through it, episode after episode. Writes config.json, "
         "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
@@ -267,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_cmd_train, parser=train)
 
     evaluate = commands.add_parser(
-        "eval", help="replay a trained run's model and planner",
+        "eval", help="replay a trained run's model and planner", allow_abbrev=False,
         description="Load RUN_DIR's model and planner settings, run episodes, and write "
         "eval.json (and eval.mp4 of the first episode where rendering works).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -280,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mbrl.planner_grid import PLANNERS, SOURCES, TASKS
 
-    bench = commands.add_parser("bench", help="benchmark planners",
-                                description="Benchmarks that answer which planner to use.")
+    bench = commands.add_parser(
+        "bench", help="benchmark planners", allow_abbrev=False,
+        description="Benchmarks that answer which planner to use.")
     benches = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     planners = benches.add_parser(
         "planners", help="planners x tasks x dynamics x budgets x seeds; resumable",
+        allow_abbrev=False,
         description="One MPC episode per cell of planners x tasks x dynamics sources x budgets "
         "x seeds, replanning every step under the budget, through the true simulator or a "
         "PETS ensemble fitted once per task to logged data (kept in OUT/models). The "
