@@ -109,8 +109,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     for row in rows:
+        diverged = int(row.get("diverged_replans", 0))
         print(f"episode {int(row['episode']):3d}  env steps {int(row['env_steps']):6d}  "
-              f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}")
+              f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}"
+              + (f"  diverged replans {diverged} (safe fallback played)" if diverged else ""))
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
     return 0
 
