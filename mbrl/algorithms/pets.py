@@ -259,7 +259,9 @@ def evaluate_pets(
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is not a run directory (no such folder)")
     config = _read_config(run_dir / CONFIG)
-    model = _load(load_model, run_dir / CHECKPOINT)
+    # The last committed checkpoint is the run's own; the published copy may lag it by a kill.
+    checkpoint = latest_checkpoint(run_dir)
+    model = _load(load_model, (checkpoint or run_dir) / CHECKPOINT)
     env = _make_env(config)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
