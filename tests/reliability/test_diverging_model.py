@@ -39,7 +39,7 @@ def test_a_nan_member_makes_the_planner_raise_and_mpc_fall_back_with_a_warning(
         controller.planner.plan(torch.as_tensor(obs))
     with caplog.at_level(logging.WARNING, logger="controllers.mpc"):
         actions = [controller.act(torch.as_tensor(obs).float()) for _ in range(3)]
-    low, high = torch.as_tensor(task.action_low), torch.as_tensor(task.action_high)
+    low, high = torch.tensor(task.action_low), torch.tensor(task.action_high)
     for action in actions:
         assert bool(torch.isfinite(action).all())
         assert bool(((action >= low) & (action <= high)).all())
