@@ -108,8 +108,8 @@ def _plot(shares: list[float], result: dict[str, object], path: Path) -> None:
     ax.set_xlabel("block")
     ax.set_ylabel("checks / MPC step (%)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Output-contract checks of the 50 Hz PETS MPC: median "
-                 f"{100 * float(result['share']):.3f}% of a step")  # type: ignore[arg-type]
+    ax.set_title(f"Contract checks of a 50 Hz PETS MPC step: median "
+                 f"{100 * float(result['share']):.3f}%", fontsize=10)  # type: ignore[arg-type]
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
