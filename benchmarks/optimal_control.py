@@ -227,11 +227,11 @@ def offline(problem: SwingUp) -> dict[str, Any]:
     running = sum(cost(x, u, torch.tensor(0)) for x, u in zip(states[:-1], controls, strict=True))
     cem_cost = float(running + final_cost(states[-1]))
     rows["CEM"] = {
-        "solve_s": seconds, "iterations": plan.info.get("iterations"), "cost": cem_cost,
+        "solve_s": seconds, "iterations": plan.iterations, "cost": cem_cost,
         "expected_return": plan.expected_return,
         **replay(env, start, controls.numpy(), problem),
     }
-    print(f"{problem.env_id} CEM: {seconds:.1f} s, {plan.info.get('iterations')} iterations, "
+    print(f"{problem.env_id} CEM: {seconds:.1f} s, {plan.iterations} iterations, "
           f"cost {cem_cost:.3f}, return {rows['CEM']['return']:.1f}", flush=True)
     return {"problem": problem.describe(), "planners": rows}
 

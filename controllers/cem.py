@@ -174,11 +174,8 @@ class CEM(SamplingPlanner):
         return Plan(
             actions=actions,
             expected_return=expected,
-            info={
-                "final_std": float(std.mean()),
-                "iterations": done,
-                "stopped_early": done < cfg.iterations,
-            },
+            iterations=done,
+            info={"final_std": float(std.mean()), "stopped_early": done < cfg.iterations},
         )
 
     def _previous_elites_shifted(self, warm_start: torch.Tensor | None) -> torch.Tensor | None:

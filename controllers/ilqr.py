@@ -258,9 +258,9 @@ class ILQRPlanner:
     passes) or, cold, from `initial_controls` with `cold_config` (an episode's first plan,
     which a robot at rest can afford to solve further than a replan), under the caller's
     deadline. The
-    plan's `info` carries what `MPC` needs to close the loop between replans:
-    `feedback_gains` K `[H, du, dx]` and `planned_states` `[H+1, dx]` (so the control played at
-    step t is `u_t + K_t (x - x_t)`, clipped into `action_bounds`). The gains are those of the
+    plan carries what `MPC` needs to close the loop between replans: `feedback_gains` K
+    `[H, du, dx]` and `planned_states` `[H+1, dx]` (so the control played at step t is
+    `u_t + K_t (x - x_t)`, clipped into the bounds). The gains are those of the
     last backward pass, taken about the trajectory before its accepted step: at convergence
     the two coincide.
 
@@ -325,13 +325,10 @@ class ILQRPlanner:
         return Plan(
             actions=result.controls,
             expected_return=-result.cost,
-            info={
-                "iterations": result.iterations,
-                "stop_reason": result.stop_reason,
-                "feedback_gains": result.gains,
-                "planned_states": result.states,
-                "action_bounds": (self.action_low, self.action_high),
-            },
+            iterations=result.iterations,
+            feedback_gains=result.gains,
+            planned_states=result.states,
+            info={"stop_reason": result.stop_reason},
         )
 
     def reset(self) -> None:

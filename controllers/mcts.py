@@ -258,9 +258,9 @@ class MCTS:
         return Plan(
             actions=self._principal_path(root),
             expected_return=best.mean_return,
+            iterations=simulations,
             info={
                 "simulations": simulations,
-                "iterations": simulations,
                 "reused_visits": reused,
                 "root_visits": root.visits,
                 "root_actions": torch.stack([e.action for e in root.edges]),

@@ -84,16 +84,15 @@ class MPC:
     With `config.time_budget_ms`, each replan gets `deadline = start + budget`; an iterative
     planner stops before an iteration that would end past it, so it overruns by at most about
     one iteration, and such a plan is kept. If it ends past the budget after a single iteration
-    (`info["iterations"]`, taken as 1 when absent), even the least planning does not fit: the
-    plan is dropped for the previous plan shifted by the steps played, marked
-    `info["fallback"]`, with a NaN `expected_return` (not estimated). On the episode's first
+    (`Plan.iterations`), even the least planning does not fit: the plan is dropped for the
+    previous plan shifted by the steps played, marked `Plan.fallback`, with a NaN
+    `expected_return` (not estimated). On the episode's first
     replan there is no previous plan, and the late plan is played. `stats` counts both cases.
     A replan whose rollouts all diverge is replaced in the same way, or by the safe plan when
     there is no previous plan, and counted in `stats.diverged`. A plan
-    whose `info` carries `feedback_gains` K `[H, du, dx]`, `planned_states` `[H+1, dx]` and
-    `action_bounds` (iLQR's) is played in closed loop between replans, `u_t + K_t (x - x_t)`
-    clipped into those bounds (with `plan_step` 1; under move blocking the held actions are
-    played as they are).
+    with `feedback_gains` K `[H, du, dx]` and `planned_states` `[H+1, dx]` (iLQR's) is played
+    in closed loop between replans, `u_t + K_t (x - x_t)` clipped into the bounds (with
+    `plan_step` 1; under move blocking the held actions are played as they are).
     """
 
     def __init__(self, planner: Planner, config: MPCConfig = MPCConfig()) -> None:
@@ -132,8 +131,14 @@ class MPC:
             self._steps_since_plan = 0
         index = self._steps_since_plan // self.config.plan_step
         action = self.last_plan.actions[index]
-        if self.config.plan_step == 1 and "feedback_gains" in self.last_plan.info:
-            action = _with_feedback(self.last_plan, index, state)
+        plan = self.last_plan
+        if self.config.plan_step == 1 and plan.feedback_gains is not None and (
+            plan.planned_states is not None
+        ):
+            correction = plan.feedback_gains[index] @ (
+                state.to(plan.feedback_gains.dtype) - plan.planned_states[index]
+            )
+            action = action + correction.to(action.dtype)
         self._steps_since_plan += 1
         low, high = self.action_low.to(action.dtype), self.action_high.to(action.dtype)
         return torch.clamp(action, low, high)
@@ -160,14 +165,11 @@ class MPC:
         if budget_ms is None or elapsed_ms <= budget_ms:
             return plan
         self.stats.overruns += 1
-        if shifted is None or plan.info.get("iterations", 1) > 1:
+        if shifted is None or plan.iterations > 1:
             return plan
         self.stats.fallbacks += 1
-        return Plan(
-            actions=shifted,
-            expected_return=math.nan,
-            info={"fallback": True, "late_plan_ms": elapsed_ms},
-        )
+        return Plan(actions=shifted, expected_return=math.nan, fallback=True,
+                    info={"late_plan_ms": elapsed_ms})
 
     def _diverged(
         self, error: ModelDivergedError, shifted: torch.Tensor | None, started: float
@@ -183,8 +185,8 @@ class MPC:
             actions, played = shifted, "the previous plan shifted in time"
         if self.stats.diverged == 1:  # once an episode: the count keeps the rest
             log.warning("%s; playing %s (MPC.stats.diverged counts these)", error, played)
-        return Plan(actions=actions, expected_return=math.nan,
-                    info={"fallback": True, "diverged": str(error)})
+        return Plan(actions=actions, expected_return=math.nan, fallback=True,
+                    info={"diverged": str(error)})
 
     def _shifted_plan(self) -> torch.Tensor | None:
         """The stored plan moved forward by the whole plan steps played, its last action
@@ -196,11 +198,3 @@ class MPC:
         tail = actions[-1:].expand(played, -1)
         return torch.cat([actions[played:], tail])
 
-
-def _with_feedback(plan: Plan, index: int, state: torch.Tensor) -> torch.Tensor:
-    """`u_t + K_t (x - x_t)` for a plan that carries its gains (iLQR), inside its bounds."""
-    gains, planned = plan.info["feedback_gains"], plan.info["planned_states"]
-    low, high = plan.info["action_bounds"]
-    action = plan.actions[index]
-    correction = gains[index] @ (state.to(gains.dtype) - planned[index])
-    return torch.clamp(action + correction.to(action.dtype), low, high)

@@ -144,8 +144,8 @@ class MPPI(SamplingPlanner):
             # A convex combination of in-bound samples is in bounds up to rounding: clamp it.
             actions=mean.clamp(self.action_low, self.action_high),
             expected_return=expected,
+            iterations=done,
             info={
-                "iterations": done,
                 "stopped_early": done < cfg.iterations and not diverged_iteration,
                 "diverged_iteration": diverged_iteration,
                 "effective_samples": effective_samples,

@@ -80,13 +80,22 @@ def sequence_returns(
 
 @dataclass(frozen=True)
 class Plan:
-    """What a planner returns."""
+    """What a planner returns: the fields `MPC` acts on, typed, and diagnostics in `info`."""
 
     #: The planned open-loop actions, `[H, du]`.
     actions: torch.Tensor
-    #: The planner's estimate of the plan's return.
+    #: The planner's estimate of the plan's return (NaN where not estimated).
     expected_return: float
-    #: Planner-specific diagnostics (iterations, spread, timings).
+    #: Iterations (or simulations) the planner ran; `MPC`'s budget rule reads it.
+    iterations: int = 1
+    #: Feedback gains K `[H, du, dx]` about `planned_states`, for closed-loop play between
+    #: replans (`u_t + K_t (x - x_t)`), or None for an open-loop plan.
+    feedback_gains: torch.Tensor | None = None
+    #: The states `[H+1, dx]` the plan expects to visit, where the planner knows them.
+    planned_states: torch.Tensor | None = None
+    #: Whether this is `MPC`'s stand-in for a replan that came too late or diverged.
+    fallback: bool = False
+    #: Planner-specific diagnostics (spread, stop reason, tree statistics); nothing acts on them.
     info: dict[str, Any] = field(default_factory=dict)
 
 

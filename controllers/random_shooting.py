@@ -88,6 +88,4 @@ class RandomShooting(SamplingPlanner):
         best_return, best = torch.max(returns, dim=0)
         if not bool(torch.isfinite(best_return)):
             raise diverged("random shooting", cfg.population)
-        return Plan(
-            actions=samples[best], expected_return=float(best_return), info={"iterations": 1}
-        )
+        return Plan(actions=samples[best], expected_return=float(best_return))

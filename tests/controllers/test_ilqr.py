@@ -311,10 +311,10 @@ def test_a_cold_plan_has_its_own_settings_and_initial_guess() -> None:
     )
     x0 = torch.tensor([0.0, 0.0], dtype=F64)  # hanging at rest: zero controls stay there
     cold = planner.plan(x0)
-    assert cold.info["iterations"] == 4
+    assert cold.iterations == 4
     assert float(cold.actions.abs().max()) > 0.5  # it moved off the stationary start
     warm = planner.plan(x0, warm_start=cold.actions)
-    assert warm.info["iterations"] == 1
+    assert warm.iterations == 1
     with pytest.raises(ValueError, match="shape"):
         ILQRPlanner(pendulum, swing_up_cost, swing_up_final_cost, 20, low, high,
                     initial_controls=torch.zeros(19, 1, dtype=F64))

@@ -50,7 +50,7 @@ def test_iterations_stop_when_the_next_would_end_past_the_deadline(
     for step in range(1, 4):
         state = state + controller.act(state)
         assert controller.last_plan is not None
-        assert controller.last_plan.info["iterations"] == 4
+        assert controller.last_plan.iterations == 4
         assert controller.last_plan.info["stopped_early"]
         assert controller.stats.last_plan_ms == pytest.approx(4.8)
         assert len(dynamics.batches) == 4 * step
@@ -63,7 +63,7 @@ def test_the_slowest_iteration_so_far_paces_the_stop(monkeypatch: pytest.MonkeyP
     # iteration would run on towards 5 ms, where one slow iteration would overrun.)
     controller, _ = timed_mpc(monkeypatch, [2 * MS, 0.6 * MS, 0.6 * MS, 0.6 * MS])
     controller.act(ORIGIN)
-    assert controller.last_plan is not None and controller.last_plan.info["iterations"] == 3
+    assert controller.last_plan is not None and controller.last_plan.iterations == 3
     assert controller.stats.last_plan_ms == pytest.approx(3.2)
 
 
@@ -75,7 +75,7 @@ def test_a_plan_late_by_less_than_its_last_iteration_is_kept(
     controller, _ = timed_mpc(monkeypatch, [0.5 * MS, 10 * MS])
     first = controller.act(ORIGIN)
     second = controller.act(ORIGIN + first)  # this replan had a plan to fall back to
-    assert controller.last_plan is not None and controller.last_plan.info["iterations"] == 2
+    assert controller.last_plan is not None and controller.last_plan.iterations == 2
     assert "fallback" not in controller.last_plan.info
     stats = controller.stats
     assert (stats.replans, stats.overruns, stats.fallbacks) == (2, 2, 0)
@@ -100,7 +100,7 @@ def test_a_single_iteration_over_budget_falls_back_to_the_shifted_plan(
     third = controller.act(ORIGIN + first + second)
     # Both later replans came late: the first plan, shifted one step and then another, is kept.
     assert torch.equal(second, first_plan[1]) and torch.equal(third, first_plan[2])
-    assert controller.last_plan.info["fallback"]
+    assert controller.last_plan.fallback
     assert (stats.replans, stats.overruns, stats.fallbacks) == (3, 3, 2)
     assert stats.last_plan_ms == pytest.approx(8.0)
     assert len(dynamics.batches) == 3
@@ -133,7 +133,7 @@ def test_a_5_ms_budget_is_honoured_in_real_time(planner_kind: str) -> None:
         slowest_ms = 1000 * max([b - a for a, b in itertools.pairwise(starts)] + seconds)
         timings.append((round(controller.stats.last_plan_ms, 2), round(slowest_ms, 2)))
         assert controller.last_plan is not None
-        if not controller.last_plan.info.get("fallback", False):
+        if not controller.last_plan.fallback:
             # Without the deadline: 200 iterations, >= 100 ms.
             assert controller.last_plan.info["stopped_early"]
     # A replan the OS preempted (the suite runs two workers on a shared machine) can miss the

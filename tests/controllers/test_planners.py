@@ -194,10 +194,10 @@ def test_reset_leaves_nothing_of_the_last_episode(make: Make) -> None:
 def test_a_past_deadline_still_gets_exactly_one_iteration(make: Make) -> None:
     dynamics = RecordingPointMass(torch.tensor([1.0, 1.0], dtype=F64))
     plan = make(dynamics, 3, 0).plan(ORIGIN, deadline=time.perf_counter() - 1.0)
-    assert plan.info["iterations"] == 1 and plan.info["stopped_early"]
+    assert plan.iterations == 1 and plan.info["stopped_early"]
     assert len(dynamics.batches) == 1 and torch.isfinite(plan.actions).all()
     far = make(dynamics, 3, 0).plan(ORIGIN, deadline=time.perf_counter() + 60.0)
-    assert far.info["iterations"] > 1 and not far.info["stopped_early"]
+    assert far.iterations > 1 and not far.info["stopped_early"]
 
 
 @pytest.mark.parametrize("make", PLANNERS)

@@ -271,7 +271,7 @@ def test_ilqr_mpc_refuses_a_nan_observation_between_replans_instead_of_acting_on
                           lambda x: (x**2).sum(), 5, low, high, ILQRConfig(max_iterations=2))
     controller = MPC(planner, MPCConfig(replan_every=3))
     first = controller.act(torch.tensor([0.3, -0.2], dtype=F64))
-    assert "feedback_gains" in controller.last_plan.info  # type: ignore[union-attr]
+    assert controller.last_plan is not None and controller.last_plan.feedback_gains is not None
     with pytest.raises(ValueError, match="obs holds NaN"):
         controller.act(torch.tensor([math.nan, 0.0], dtype=F64))
     assert bool(torch.isfinite(first).all())
