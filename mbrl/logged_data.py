@@ -24,7 +24,6 @@ Shapes: `do` observation and `du` action dimension.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,35 +34,10 @@ from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
 from mbrl.config import require_known_env
 from mbrl.data import ReplayBuffer
+from mbrl.episodes import Agent, RandomAgent, rollout
 
 #: Planners the expert can use, by name.
 EXPERT_PLANNERS = ("cem", "mppi")
-
-
-class Policy(Protocol):
-    """What `log_episodes` runs: numpy observations in, numpy actions out."""
-
-    def reset(self) -> None:
-        """Start a new episode."""
-        ...
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """The action `[du]` for the observation `[do]`."""
-        ...
-
-
-class RandomPolicy:
-    """Actions drawn uniformly inside `[low, high]` (`[du]` each) from `rng`."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator) -> None:
-        self.low, self.high, self.rng = np.asarray(low), np.asarray(high), rng
-
-    def reset(self) -> None:
-        """Nothing to forget."""
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """A uniform action `[du]`; `obs` is ignored."""
-        return self.rng.uniform(self.low, self.high)
 
 
 class NoisyExpert:
@@ -101,7 +75,7 @@ class NoisyExpert:
 
 def log_episodes(
     env: envs.RobotEnv,
-    policy: Policy,
+    policy: Agent,
     episodes: int,
     seed: int,
     buffer: ReplayBuffer | None = None,
@@ -120,14 +94,7 @@ def log_episodes(
         buffer = ReplayBuffer(task.obs_dim, task.act_dim)
     reset_seeds = np.random.default_rng(seed).integers(2**31, size=episodes)
     for reset_seed in reset_seeds:
-        obs, _ = env.reset(seed=int(reset_seed))
-        policy.reset()
-        done = False
-        while not done:
-            action = env.check_action(policy.act(obs))
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(obs, action, next_obs, reward, terminated, truncated)
-            obs, done = next_obs, terminated or truncated
+        rollout(env, policy, seed=int(reset_seed), buffer=buffer)
     return buffer
 
 
@@ -206,7 +173,7 @@ def log_task_data(config: TaskDataConfig, seed: int) -> ReplayBuffer:
     expert_rng = np.random.default_rng(expert_seed)
 
     buffer = ReplayBuffer(task.obs_dim, task.act_dim)
-    random_policy = RandomPolicy(task.action_low, task.action_high, random_rng)
+    random_policy = RandomAgent(task.action_low, task.action_high, random_rng)
     log_episodes(env, random_policy, config.random_episodes, _draw_seed(random_rng), buffer)
     if config.expert_episodes == 0:
         return buffer

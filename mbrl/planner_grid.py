@@ -62,6 +62,7 @@ from controllers import (
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
 from mbrl.checkpoint import load_model, save_model
+from mbrl.episodes import rollout
 from mbrl.logged_data import TaskDataConfig, log_task_data
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics
@@ -297,17 +298,12 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
                      MPCConfig(replan_every=1, time_budget_ms=cell.budget_ms))
     if cell.planner in GRADIENT_BASED:  # torch.func's one-time set-up is not a replan's cost
         controller.planner.plan(planner_state(cell, env))
-    env.reset(seed=cell.seed)
-    total, plan_ms, done = 0.0, [], False
+    plan_ms: list[float] = []
     started = time.perf_counter()
-    while not done:
-        action = controller.act(planner_state(cell, env))
-        plan_ms.append(controller.stats.last_plan_ms)
-        _, reward, terminated, truncated, _ = env.step(action.numpy())
-        total += reward
-        done = terminated or truncated
+    episode = rollout(env, controller, cell.seed, observe=lambda _: planner_state(cell, env),
+                      on_step=lambda _: plan_ms.append(controller.stats.last_plan_ms))
     return {
-        **asdict(cell), "key": cell.key, "env_id": task.env_id, "return": total,
+        **asdict(cell), "key": cell.key, "env_id": task.env_id, "return": episode.episode_return,
         "plan_ms_median": float(np.median(plan_ms)),
         "plan_ms_p95": float(np.percentile(plan_ms, 95)),
         "fallbacks": controller.stats.fallbacks, "steps": len(plan_ms),

@@ -11,7 +11,6 @@ achieves with a perfect model; a learned model can at best match it. One episode
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
 from mbrl import plots
 from mbrl.config import require_known_env
+from mbrl.episodes import Step, rollout
 from mbrl.rundir import write_csv, write_json
 from mbrl.video import try_render, write_video
 
@@ -87,23 +87,24 @@ def run_true_model_mpc(
 
     rows: list[dict[str, float]] = []
     frames = []
-    episode_return = 0.0
-    for step in progress(range(config.steps)):
-        started = time.perf_counter()
-        action = controller.act(env.get_state()).numpy()
-        plan_ms = (time.perf_counter() - started) * 1e3
-        obs, reward, terminated, truncated, _ = env.step(action)
-        episode_return += reward
+
+    def record(step: Step) -> None:
         rows.append({
-            "step": step, "time_s": (step + 1) * env.control_timestep, "reward": reward,
-            "return": episode_return, "plan_ms": plan_ms,
-            **{f"action_{i}": float(a) for i, a in enumerate(action)},
-            **{f"obs_{i}": float(o) for i, o in enumerate(obs)},
+            "step": step.index, "time_s": (step.index + 1) * env.control_timestep,
+            "reward": step.reward, "return": (rows[-1]["return"] if rows else 0.0) + step.reward,
+            "plan_ms": step.act_ms,
+            **{f"action_{i}": float(a) for i, a in enumerate(step.action)},
+            **{f"obs_{i}": float(o) for i, o in enumerate(step.next_obs)},
         })
         if config.video:
             frames.append(try_render(env))
-        if terminated or truncated:
-            break
+        next(ticks, None)
+
+    ticks = iter(progress(range(config.steps)))  # one tick a step, for a progress bar
+    episode = rollout(env, controller, config.seed, observe=lambda _: env.get_state(),
+                      on_step=record, max_steps=config.steps)
+    getattr(ticks, "close", lambda: None)()
+    episode_return = episode.episode_return
 
     write_csv(run_dir / "trajectory.csv", rows)
     plots.plot_trajectory(rows, run_dir / "trajectory.png", title=f"CEM-MPC on {config.env_id}")

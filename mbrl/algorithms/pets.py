@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from mbrl.checkpoint import load_model, save_model
 from mbrl.config import from_dict, require_known_env
 from mbrl.config import load as load_config
 from mbrl.data import ReplayBuffer
+from mbrl.episodes import Agent, RandomAgent, rollout
 from mbrl.errors import RunDirError
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.propagation import ModelDynamics, Propagation
@@ -162,23 +162,21 @@ def train_pets(
     board = _tensorboard(run_dir, purge_after=int(rows[-1]["env_steps"]) if rows else None)
     for episode in progress(range(len(rows), config.episodes)):
         report, controller = None, None
-        if episode < config.random_episodes:
-            policy = _random_policy(task, rng)
-        else:
+        agent: Agent = RandomAgent(task.action_low, task.action_high, rng)
+        if episode >= config.random_episodes:
             report = fit_buffer(model, buffer, config.train, generator)
-            controller = planning_controller(model, task, config, generator)
-            policy = _as_policy(controller)
-        episode_return, steps, plan_ms = run_episode(
-            env, policy, seed=int(rng.integers(2**31)), buffer=buffer
-        )
+            agent = controller = planning_controller(model, task, config, generator)
+        episode_run = rollout(env, agent, seed=int(rng.integers(2**31)),
+                              observe=_model_input, buffer=buffer)
         rows.append(
             {
                 "episode": episode,
-                "return": episode_return,
-                "env_steps": (rows[-1]["env_steps"] if rows else 0) + steps * config.action_repeat,
+                "return": episode_run.episode_return,
+                "env_steps": (rows[-1]["env_steps"] if rows else 0)
+                + episode_run.steps * config.action_repeat,
                 "holdout_nll": _mean_or_nan(report.holdout_nll_mean if report else None),
                 "holdout_mse": _mean_or_nan(report.holdout_mse_mean if report else None),
-                "plan_ms": float(np.median(plan_ms)) if report else float("nan"),
+                "plan_ms": float(np.median(episode_run.act_ms)) if report else float("nan"),
                 "diverged_replans": controller.stats.diverged if controller else 0,
             }
         )
@@ -212,15 +210,13 @@ def _tensorboard(run_dir: Path, purge_after: int | None) -> Any:
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
 
-Policy = Callable[[np.ndarray], np.ndarray]
-
-
 def _mean_or_nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _random_policy(task: envs.Task, rng: np.random.Generator) -> Policy:
-    return lambda obs: rng.uniform(task.action_low, task.action_high)
+def _model_input(obs: np.ndarray) -> torch.Tensor:
+    """An observation as the learned model takes it (float32)."""
+    return torch.from_numpy(obs).float()
 
 
 def planning_controller(
@@ -240,17 +236,6 @@ def planning_controller(
     return MPC(planner, config.mpc)
 
 
-def planning_policy(
-    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
-) -> Policy:
-    """`planning_controller` as a function of the observation (numpy in, numpy out)."""
-    return _as_policy(planning_controller(model, task, config, generator))
-
-
-def _as_policy(controller: MPC) -> Policy:
-    return lambda obs: controller.act(torch.from_numpy(obs).float()).numpy()
-
-
 def evaluate_pets(
     run_dir: Path, episodes: int = 1, seed: int = 12345, video: bool = True
 ) -> dict[str, Any]:
@@ -267,14 +252,15 @@ def evaluate_pets(
     rng = np.random.default_rng(seed)
     returns, frames = [], []
     for episode in range(episodes):
-        on_step = (lambda: frames.append(try_render(env))) if video and episode == 0 else None
-        episode_return, _, _ = run_episode(
+        on_step = (lambda _: frames.append(try_render(env))) if video and episode == 0 else None
+        episode_run = rollout(
             env,
-            planning_policy(model, env.task, config, generator),
+            planning_controller(model, env.task, config, generator),
             seed=int(rng.integers(2**31)),
+            observe=_model_input,
             on_step=on_step,
         )
-        returns.append(episode_return)
+        returns.append(episode_run.episode_return)
     clip = write_video(frames, run_dir / "eval.mp4", fps=round(1 / env.control_timestep))
     result = {
         "returns": returns,
@@ -291,33 +277,6 @@ def _make_env(config: PETSConfig) -> envs.RobotEnv:
     if config.episode_steps:
         steps["max_episode_steps"] = config.episode_steps * config.action_repeat
     return envs.make(config.env_id, action_repeat=config.action_repeat, **steps)
-
-
-def run_episode(
-    env: envs.RobotEnv,
-    policy: Policy,
-    seed: int,
-    buffer: ReplayBuffer | None = None,
-    on_step: Callable[[], object] | None = None,
-) -> tuple[float, int, list[float]]:
-    """One episode of `policy` (stored in `buffer` if given); its return, steps and the
-    milliseconds each action took to choose."""
-    obs, _ = env.reset(seed=seed)
-    episode_return, steps, plan_ms = 0.0, 0, []
-    done = False
-    while not done:
-        started = time.perf_counter()
-        action = policy(obs)
-        plan_ms.append((time.perf_counter() - started) * 1e3)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        if buffer is not None:
-            buffer.add(obs, env.check_action(action), next_obs, reward, terminated, truncated)
-        if on_step is not None:
-            on_step()
-        episode_return += reward
-        steps += 1
-        obs, done = next_obs, terminated or truncated
-    return episode_return, steps, plan_ms
 
 
 def _save(

@@ -9,7 +9,8 @@ import pytest
 
 import envs
 from mbrl.data import FIELDS, ReplayBuffer
-from mbrl.logged_data import RandomPolicy, TaskDataConfig, log_episodes, log_task_data
+from mbrl.episodes import RandomAgent
+from mbrl.logged_data import TaskDataConfig, log_episodes, log_task_data
 
 #: A short, cheap pendulum log: 2 random and 1 expert episode of 8 steps, a tiny planner.
 SMALL = TaskDataConfig(
@@ -69,8 +70,8 @@ def test_log_episodes_appends_to_a_buffer_and_draws_reset_seeds_from_its_seed() 
     task = env.task
     buffer = ReplayBuffer(task.obs_dim, task.act_dim)
     rng = np.random.default_rng(0)
-    log_episodes(env, RandomPolicy(task.action_low, task.action_high, rng), 2, 7, buffer)
-    log_episodes(env, RandomPolicy(task.action_low, task.action_high, rng), 1, 7, buffer)
+    log_episodes(env, RandomAgent(task.action_low, task.action_high, rng), 2, 7, buffer)
+    log_episodes(env, RandomAgent(task.action_low, task.action_high, rng), 1, 7, buffer)
     data = buffer.arrays()
     assert len(buffer) == 15 and buffer.num_episodes == 3
     # The same seed resets to the same initial state: episodes 0 and 2 start alike.
