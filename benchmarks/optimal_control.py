@@ -52,6 +52,7 @@ from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, R
 from controllers.ilqr import ilqr
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state, set_joint_state
 from mbrl.checkpoint import load_model
+from mbrl.episodes import Step, rollout
 from mbrl.optimal_control import ensemble_dynamics
 
 F64 = torch.float64
@@ -339,23 +340,19 @@ def run_episode(
     """
     env.reset(seed=seed)
     controller.planner.plan(torch.from_numpy(state_of(env)))
-    obs, _ = env.reset(seed=seed)
-    controller.reset()
-    total, plan_ms, done, steps = 0.0, [], False, 0
-    started = time.perf_counter()
-    while not done:
-        replans = controller.stats.replans
-        action = controller.act(torch.from_numpy(state_of(env)))
-        if controller.stats.replans > replans:
+    plan_ms: list[float] = []
+
+    def record_replan(_: Step) -> None:
+        if controller.stats.replans > len(plan_ms):
             plan_ms.append(controller.stats.last_plan_ms)
-        obs, reward, terminated, truncated, _ = env.step(action.numpy())
-        total += reward
-        steps += 1
-        done = terminated or truncated
+
+    started = time.perf_counter()
+    episode = rollout(env, controller, seed, observe=lambda _: torch.from_numpy(state_of(env)),
+                      on_step=record_replan)
     wall = time.perf_counter() - started
     return Episode(
-        return_=total, final_cos=float(obs[1]), wall_s=wall,
-        simulated_s=steps * env.control_timestep, plan_ms=plan_ms,
+        return_=episode.episode_return, final_cos=float(episode.observations[-1][1]),
+        wall_s=wall, simulated_s=episode.steps * env.control_timestep, plan_ms=plan_ms,
         overruns=controller.stats.overruns, fallbacks=controller.stats.fallbacks,
     )
 

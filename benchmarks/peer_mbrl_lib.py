@@ -58,8 +58,9 @@ from benchmarks.peers import (
     peer_python,
 )
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig
-from mbrl.algorithms.pets import PETSConfig, planning_controller
+from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller
 from mbrl.checkpoint import load_model
+from mbrl.episodes import RandomAgent, rollout
 from mbrl.models import EnsembleDynamics, EnsembleLinear
 
 HERE = Path(__file__).resolve().parent
@@ -496,16 +497,16 @@ def _compare_pets(
     peer_returns, peer_steps_ms, our_returns, our_steps_ms = [], [], [], []
     for seed in range(pets.episodes):
         log.info("PETS episode %d: mbrl-lib's default CEM, then ours (cheap)", seed)
-        worker.ask({"op": "reset", "seed": seed})
-        peer_return, ms = _episode(env, seed, pets.episode_steps, _worker_policy(worker))
-        peer_returns.append(peer_return)
-        peer_steps_ms.extend(ms)
+        peer = _PeerAgent(worker, seed)
+        peer_returns.append(rollout(env, peer, seed, max_steps=pets.episode_steps).episode_return)
+        peer_steps_ms.extend(peer.ms)
         controller = planning_controller(
             model, env.task, cheap, torch.Generator().manual_seed(seed)
         )
-        our_return, ms = _episode(env, seed, pets.episode_steps, _our_policy(controller))
-        our_returns.append(our_return)
-        our_steps_ms.extend(ms)
+        ours_episode = rollout(env, controller, seed, observe=model_input,
+                               max_steps=pets.episode_steps)
+        our_returns.append(ours_episode.episode_return)
+        our_steps_ms.extend(ours_episode.act_ms.tolist())
     peer_step_ms, our_step_ms = float(np.median(peer_steps_ms)), float(np.median(our_steps_ms))
     ratio = float(np.median(ratios))
     return {
@@ -573,50 +574,26 @@ def _conversion_error(worker: Worker, model: EnsembleDynamics) -> dict[str, floa
 
 def _observations(env: envs.RobotEnv, count: int) -> list[np.ndarray]:
     """`count` observations 5 steps apart along an episode of uniformly random actions."""
-    rng = np.random.default_rng(0)
-    obs, _ = env.reset(seed=0)
-    seen = []
-    for step in range(5 * count):
-        if step % 5 == 0:
-            seen.append(obs)
-        obs, *_ = env.step(rng.uniform(env.task.action_low, env.task.action_high))
-    return seen
+    agent = RandomAgent(env.task.action_low, env.task.action_high, np.random.default_rng(0))
+    episode = rollout(env, agent, seed=0, max_steps=5 * count)
+    return list(episode.observations[: 5 * count : 5])
 
 
-Policy = Callable[[np.ndarray], tuple[np.ndarray, float]]
+class _PeerAgent:
+    """mbrl-lib's agent in its worker process, as an `mbrl.episodes.Agent`; `ms` holds the
+    planning time of each action by the worker's own clock."""
 
+    def __init__(self, worker: Worker, seed: int) -> None:
+        self.worker, self.seed = worker, seed
+        self.ms: list[float] = []
 
-def _worker_policy(worker: Worker) -> Policy:
-    def act(obs: np.ndarray) -> tuple[np.ndarray, float]:
-        answer = worker.ask({"op": "act", "obs": obs.tolist()})
-        return np.asarray(answer["action"]), float(answer["ms"])
+    def reset(self) -> None:
+        self.worker.ask({"op": "reset", "seed": self.seed})
 
-    return act
-
-
-def _our_policy(controller: MPC) -> Policy:
-    def act(obs: np.ndarray) -> tuple[np.ndarray, float]:
-        began = time.perf_counter()
-        action = controller.act(torch.from_numpy(obs).float())
-        return action.numpy(), (time.perf_counter() - began) * 1000
-
-    return act
-
-
-def _episode(
-    env: envs.RobotEnv, seed: int, steps: int, policy: Policy
-) -> tuple[float, list[float]]:
-    """The return of `steps` steps of `policy` from `env.reset(seed)`, and its planning ms."""
-    obs, _ = env.reset(seed=seed)
-    total, plan_ms = 0.0, []
-    for _ in range(steps):
-        action, ms = policy(obs)
-        plan_ms.append(ms)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            break
-    return total, plan_ms
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        answer = self.worker.ask({"op": "act", "obs": obs.tolist()})
+        self.ms.append(float(answer["ms"]))
+        return np.asarray(answer["action"])
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:

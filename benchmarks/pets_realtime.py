@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ import torch
 
 import envs
 from benchmarks.provenance import RESULTS, provenance
-from mbrl.algorithms.pets import PETSConfig, planning_controller, train_pets
+from controllers import MPC
+from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller, train_pets
 from mbrl.checkpoint import load_model
 from mbrl.config import load as load_config
+from mbrl.episodes import Step, rollout
 from mbrl.models import EnsembleDynamics
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -103,6 +106,11 @@ def main() -> None:
     plot(training, plan_ms, summary, args.out / "pets_realtime.png")
 
 
+def _replan_times(controller: MPC, plan_ms: list[float]) -> Callable[[Step], None]:
+    """An `on_step` hook that appends the controller's last replan time to `plan_ms`."""
+    return lambda _: plan_ms.append(controller.stats.last_plan_ms)
+
+
 def evaluate(
     model: EnsembleDynamics, task: envs.Task, config: PETSConfig, episodes: int
 ) -> list[dict[str, Any]]:
@@ -117,14 +125,9 @@ def evaluate(
     results = []
     for episode in range(episodes):
         controller = planning_controller(model, task, config, generator)
-        obs, _ = env.reset(seed=10_000 + episode)
-        total, plan_ms, done = 0.0, [], False
-        while not done:
-            action = controller.act(torch.from_numpy(obs).float())
-            plan_ms.append(controller.stats.last_plan_ms)
-            obs, reward, terminated, truncated, _ = env.step(action.numpy())
-            total += reward
-            done = terminated or truncated
+        plan_ms: list[float] = []
+        total = rollout(env, controller, seed=10_000 + episode, observe=model_input,
+                        on_step=_replan_times(controller, plan_ms)).episode_return
         results.append({
             "return": total, "plan_ms": plan_ms,
             "overruns": controller.stats.overruns, "fallbacks": controller.stats.fallbacks,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import envs
 from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MCTS, MPC, MPPI, CEMConfig, MCTSConfig, MPCConfig, MPPIConfig, Planner
 from envs.dynamics import SimulatorDynamics
+from mbrl.episodes import rollout
 
 
 @dataclass(frozen=True)
@@ -124,24 +124,16 @@ def run_episode(task: Task, name: str, budget_ms: float, seed: int) -> dict[str,
     env.reset(seed=seed)
     controller = MPC(make_planner(name, task, env, seed),
                      MPCConfig(replan_every=1, time_budget_ms=budget_ms))
-    state_of: Callable[[], np.ndarray] = env.get_state
-    env.reset(seed=seed)
-    total, plan_ms, done, first_reward = 0.0, [], False, None
-    steps = 0
-    while not done:
-        action = controller.act(torch.from_numpy(state_of()))
-        plan_ms.append(controller.stats.last_plan_ms)
-        _, reward, terminated, truncated, _ = env.step(action.numpy())
-        total += reward
-        if reward > 0 and first_reward is None:
-            first_reward = steps * env.control_timestep
-        steps += 1
-        done = terminated or truncated
+    plan_ms: list[float] = []
+    episode = rollout(env, controller, seed, observe=lambda _: torch.from_numpy(env.get_state()),
+                      on_step=lambda _: plan_ms.append(controller.stats.last_plan_ms))
+    rewarded = np.flatnonzero(episode.rewards > 0)
     return {
         "task": task.env_id, "planner": name, "budget_ms": budget_ms, "seed": seed,
-        "return": total, "first_reward_s": first_reward,
+        "return": episode.episode_return,
+        "first_reward_s": float(rewarded[0]) * env.control_timestep if rewarded.size else None,
         "plan_ms_median": float(np.median(plan_ms)), "overruns": controller.stats.overruns,
-        "fallbacks": controller.stats.fallbacks, "steps": steps,
+        "fallbacks": controller.stats.fallbacks, "steps": episode.steps,
     }
 
 

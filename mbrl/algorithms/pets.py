@@ -167,7 +167,7 @@ def train_pets(
             report = fit_buffer(model, buffer, config.train, generator)
             agent = controller = planning_controller(model, task, config, generator)
         episode_run = rollout(env, agent, seed=int(rng.integers(2**31)),
-                              observe=_model_input, buffer=buffer)
+                              observe=model_input, buffer=buffer)
         rows.append(
             {
                 "episode": episode,
@@ -214,7 +214,7 @@ def _mean_or_nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _model_input(obs: np.ndarray) -> torch.Tensor:
+def model_input(obs: np.ndarray) -> torch.Tensor:
     """An observation as the learned model takes it (float32)."""
     return torch.from_numpy(obs).float()
 
@@ -257,7 +257,7 @@ def evaluate_pets(
             env,
             planning_controller(model, env.task, config, generator),
             seed=int(rng.integers(2**31)),
-            observe=_model_input,
+            observe=model_input,
             on_step=on_step,
         )
         returns.append(episode_run.episode_return)
