@@ -1,9 +1,9 @@
 """mbrl-lib (`mbrl==0.2.0`, facebookresearch/mbrl-lib) as a peer: its CEM and MPPI optimizers on
 the shared pendulum problem, and its PETS planning step through the same learned ensemble.
 
-mbrl-lib is installed from PyPI into `.bench-venvs/mbrl_lib` (`benchmarks.peers.peer_python`)
+mbrl-lib is installed from PyPI into `.bench-venvs/mbrl_lib` (`benchmarks.peer_venvs.peer_python`)
 and runs in `benchmarks/peer_workers/mbrl_lib_worker.py`, pinned to the core our process uses
-(`benchmarks.peers.Worker`). Three comparisons, as in `benchmarks/peers.py`:
+(`benchmarks.peer_venvs.Worker`). Three comparisons, as in `benchmarks/peers.py`:
 
 - pendulum (`benchmarks/peer_problem.py`): our `CEM` and `MPPI` in `MPC` against mbrl-lib's
   `CEMOptimizer` and `MPPIOptimizer` in its `TrajectoryOptimizer`, both maximising the same
@@ -51,12 +51,7 @@ import numpy as np
 import torch
 
 import envs
-from benchmarks.peers import (
-    TORCH,
-    Worker,
-    load_problem,
-    peer_python,
-)
+from benchmarks.peer_venvs import TORCH, Worker, load_problem, peer_python
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig
 from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller
 from mbrl.checkpoint import load_model

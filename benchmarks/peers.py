@@ -25,13 +25,8 @@ Writes benchmarks/results/peers.json, peers.png (pytorch_mppi) and peers_mbrl_li
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,14 +40,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from benchmarks import peer_mbrl_lib
+from benchmarks.peer_venvs import (
+    TORCH,
+    WORKERS,
+    Worker,
+    load_problem,
+    on_the_benchmark_core,
+    peer_python,
+)
 from benchmarks.provenance import RESULTS, provenance
 from controllers import MPC, MPPI, MPCConfig, MPPIConfig
-
-HERE = Path(__file__).resolve().parent
-VENVS = HERE.parent / ".bench-venvs"
-PROBLEM_FILE = HERE / "peer_problem.py"
-#: The CPU build of torch: an unpinned torch pulls several GB of CUDA packages.
-TORCH = "torch==2.13.0"
 
 
 @dataclass(frozen=True)
@@ -67,30 +65,6 @@ class MPPISettings:
     temperature: float = 1.0
     #: Standard deviation of the action noise (N m).
     noise_sigma: float = 1.0
-
-
-def load_problem() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peer_problem", PROBLEM_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def peer_python(name: str, requirements: list[str]) -> Path:
-    """The interpreter of the peer's own virtual environment, created and filled on first
-    use (again whenever the requirements change)."""
-    venv = VENVS / name
-    python = venv / "bin" / "python"
-    stamp = venv / ".requirements"
-    wanted = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python
-    print(f"creating {venv} with {' '.join(requirements)}", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
-    stamp.write_text(wanted)
-    return python
 
 
 class ProblemDynamics:
@@ -124,49 +98,12 @@ def our_controller(problem: ModuleType, settings: MPPISettings, seed: int) -> MP
     return MPC(planner, MPCConfig(replan_every=1))
 
 
-class Worker:
-    """A peer's worker process, spoken to in JSON lines."""
-
-    def __init__(self, python: Path, script: Path, config: dict[str, Any]) -> None:
-        self.process = subprocess.Popen(
-            [str(python), str(script), str(PROBLEM_FILE), json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            preexec_fn=_on_the_benchmark_core,
-        )
-
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the peer worker exited with {self.process.wait()}")
-        answer: dict[str, Any] = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return answer
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        self.process.wait(timeout=60)
-
-
-#: Both sides run on this one core, taking turns, so that neither gets a quieter one.
-BENCHMARK_CORE = 0
-
-
-def _on_the_benchmark_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {BENCHMARK_CORE})
-
-
 def compare_pytorch_mppi(
     settings: MPPISettings, blocks: int, calls: int, episodes: int
 ) -> dict[str, Any]:
     problem = load_problem()
     python = peer_python("pytorch_mppi", [TORCH, "pytorch-mppi==0.9.1"])
-    worker = Worker(python, HERE / "peer_workers" / "pytorch_mppi_worker.py", {
+    worker = Worker(python, WORKERS / "pytorch_mppi_worker.py", {
         "samples": settings.samples, "horizon": settings.horizon,
         "lambda": settings.temperature, "noise_sigma": settings.noise_sigma,
     })
@@ -209,8 +146,6 @@ PEERS = ("pytorch_mppi", "mbrl_lib")
 
 
 def main() -> None:
-    from benchmarks import peer_mbrl_lib  # it builds on this module
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
     parser.add_argument("--blocks", type=int, default=15, help="alternating timing blocks")
@@ -224,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    _on_the_benchmark_core()
+    on_the_benchmark_core()
     payload: dict[str, Any] = {"benchmark": "peers"}
     if "pytorch_mppi" in args.peers:
         payload["pytorch_mppi"] = compare_pytorch_mppi(
@@ -243,8 +178,6 @@ def main() -> None:
 
 def summary(payload: dict[str, Any]) -> dict[str, Any]:
     """Each comparison's headline: ms per replan of both sides, the ratio, the objective."""
-    from benchmarks import peer_mbrl_lib
-
     lines: dict[str, Any] = {}
     if "pytorch_mppi" in payload:
         result = payload["pytorch_mppi"]

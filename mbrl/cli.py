@@ -139,7 +139,7 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     )
     points = planner_grid.summarise(rows)
     write_json(out / "planner_grid.json", {
-        **provenance(), "grid": {"planners": args.planners, "tasks": args.tasks,
+        **provenance(outputs=[out]), "grid": {"planners": args.planners, "tasks": args.tasks,
                                  "dynamics": args.dynamics, "budgets_ms": args.budgets_ms,
                                  "seeds": args.seeds},
         "left_out": left_out,

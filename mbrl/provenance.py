@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +28,27 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def git_revision() -> str:
+def git_revision(outputs: Sequence[Path] = ()) -> str:
+    """The short revision of the checkout, with "-dirty" when a tracked file differs; files
+    under `outputs` (a run's own results, written before this is read) do not count."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).parent,
         )
-        # A benchmark's own outputs (written before this is read) do not make the code dirty.
+        excluded = [f":(exclude){Path(path).resolve()}" for path in outputs]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
-             ":(exclude,top)benchmarks/results"], capture_output=True,
-            text=True, check=True, cwd=Path(__file__).parent,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def provenance() -> dict[str, Any]:
-    """The command, revision, machine and package versions of this run."""
+def provenance(outputs: Sequence[Path] = ()) -> dict[str, Any]:
+    """The command, revision (`outputs` as for `git_revision`), machine and package versions
+    of this run."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -54,7 +57,7 @@ def provenance() -> dict[str, Any]:
             versions[name] = None
     return {
         "command": " ".join([Path(sys.executable).name, *sys.orig_argv[1:]]),
-        "git_revision": git_revision(),
+        "git_revision": git_revision(outputs),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
