@@ -66,6 +66,7 @@ from mbrl.episodes import rollout
 from mbrl.logged_data import TaskDataConfig, log_task_data
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics
+from mbrl.plots import new_figure, save_png
 from mbrl.propagation import ModelDynamics, Propagation
 from mbrl.training import TrainConfig, fit_buffer
 
@@ -511,15 +512,11 @@ def plot_pareto(points: Sequence[dict[str, Any]], path: Path) -> None:
     one colour per planner, solid lines and circles through the simulator, dotted lines and
     squares through the ensemble; a hollow marker is a point whose replans mostly (over half)
     fell back on the previous plan."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = sorted({p["task"] for p in points})
     columns = min(2, len(tasks))
     rows = -(-len(tasks) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 4.6 * rows), squeeze=False)
+    fig = new_figure(figsize=(7 * columns, 4.6 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
     for ax, task in zip(axes.flat, tasks, strict=False):
@@ -552,5 +549,4 @@ def plot_pareto(points: Sequence[dict[str, Any]], path: Path) -> None:
                 labels.append(label)
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

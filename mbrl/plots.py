@@ -1,16 +1,30 @@
-"""Plots written into run directories (PNG, headless)."""
+"""Plots written into run directories (PNG, headless).
+
+Figures are drawn with matplotlib's object API (`matplotlib.figure.Figure`), not pyplot:
+importing this module loads nothing and switches no global backend, and drawing needs no
+display.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from typing import Any
 
 from mbrl.rundir import atomic_open
+
+
+def new_figure(**kwargs: Any) -> Any:
+    """A `matplotlib.figure.Figure(**kwargs)`, drawn by the Agg canvas wherever it is saved."""
+    from matplotlib.figure import Figure  # matplotlib loads when a run first draws
+
+    return Figure(**kwargs)
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Write `fig` to `path` as a PNG, atomically."""
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
 
 
 def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
@@ -18,7 +32,8 @@ def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str)
     time_s = [r["time_s"] for r in rows]
     obs_keys = [k for k in rows[0] if k.startswith("obs_")]
     act_keys = [k for k in rows[0] if k.startswith("action_")]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    fig = new_figure(figsize=(8, 7.5))
+    axes = fig.subplots(3, 1, sharex=True)
     for key in obs_keys:
         axes[0].plot(time_s, [r[key] for r in rows], label=key, lw=1.2)
     axes[0].set_ylabel("observation")
@@ -35,15 +50,14 @@ def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str)
     axes[2].set_xlabel("time (s)")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
     """Episode return against environment steps, and the model's holdout error, as a PNG."""
     steps = [r["env_steps"] for r in rows]
-    fig, (ret, err) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig = new_figure(figsize=(7, 6))
+    ret, err = fig.subplots(2, 1, sharex=True)
     ret.plot(steps, [r["return"] for r in rows], marker="o", color="tab:blue")
     ret.set_ylabel("episode return")
     ret.grid(alpha=0.3)
@@ -54,6 +68,4 @@ def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: 
     err.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

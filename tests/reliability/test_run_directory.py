@@ -18,6 +18,7 @@ import pytest
 from mbrl.algorithms.pets import train_pets
 from mbrl.errors import RunDirError
 from mbrl.models import EnsembleConfig
+from mbrl.rundir import checkpoint_episode
 from mbrl.training import TrainConfig
 from tests.mbrl.test_pets import TINY, KilledError, killed_after, without_timing
 from tests.reliability.test_configuration import run_cli
@@ -150,7 +151,7 @@ def test_resuming_a_folder_that_is_not_a_run_names_it(
 
 def test_ctrl_c_stops_in_one_line_that_says_how_to_resume(tmp_path: Path) -> None:
     config = dataclasses.replace(
-        TINY, episodes=40, episode_steps=40,
+        TINY, episodes=400, episode_steps=40,
         model=EnsembleConfig(ensemble_size=2, hidden_size=16, hidden_layers=2, weight_decay=0.0),
         train=TrainConfig(max_epochs=5, num_elites=1, batch_size=32),
     )
@@ -163,11 +164,17 @@ def test_ctrl_c_stops_in_one_line_that_says_how_to_resume(tmp_path: Path) -> Non
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
     )
-    deadline = time.monotonic() + 120
-    while not list(runs.glob("*/checkpoints/episode-0001")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(  # two episodes committed (or more)
+            checkpoint_episode(path) >= 1 for path in runs.glob("*/checkpoints/episode-*")
+        ):
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err, err
     (run_dir,) = runs.iterdir()
@@ -175,7 +182,7 @@ def test_ctrl_c_stops_in_one_line_that_says_how_to_resume(tmp_path: Path) -> Non
     assert last.startswith("mbrl train: interrupted with ") and last.endswith(
         f"continue with: mbrl train pets --resume {run_dir}"), last
     done = len(metrics(run_dir))
-    assert f"interrupted with {done} of 40 episodes saved" in last
+    assert f"interrupted with {done} of 400 episodes saved" in last
     resumed = train_pets(dataclasses.replace(config, episodes=done + 1), run_dir, resume=True)
     assert len(resumed) == done + 1
     assert not list(run_dir.rglob("*.tmp")) and not list(run_dir.rglob("*.partial"))
