@@ -1,14 +1,18 @@
 """The registry of task factories: ids are `backend/task`, looked up by `make`.
 
 Factories are named as `module:function` strings and imported on first use, so listing the
-registry does not import dm_control or PyBullet.
+registry does not import dm_control or PyBullet. Every id is registered with Gymnasium too (on
+import of `envs`), as `backend/task-v0`, so `gymnasium.make` builds the same env.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any
+
+import gymnasium
 
 from envs.core import RobotEnv
 
@@ -28,6 +32,11 @@ class EnvSpec:
     def backend(self) -> str:
         return self.id.split("/", 1)[0]
 
+    @property
+    def gymnasium_id(self) -> str:
+        """The id under which `gymnasium.make` builds it: Gymnasium's `namespace/name-vN`."""
+        return gymnasium_id(self.id)
+
 
 class UnknownEnvError(KeyError, ValueError):
     """An env id that is not registered; the message lists the registered ids."""
@@ -40,12 +49,19 @@ _REGISTRY: dict[str, EnvSpec] = {}
 
 
 def register(env_id: str, entry_point: str, description: str) -> None:
-    """Register a factory under `env_id` (`backend/task`)."""
+    """Register a factory under `env_id` (`backend/task`), and with Gymnasium under
+    `gymnasium_id(env_id)` (`gymnasium.make("dmc/cartpole-swingup-v0", action_repeat=2)`)."""
     if env_id.count("/") != 1:
         raise ValueError(f"env id must look like 'backend/task', got {env_id!r}")
     if env_id in _REGISTRY:
         raise ValueError(f"env id {env_id!r} is already registered")
     _REGISTRY[env_id] = EnvSpec(env_id, entry_point, description)
+    gymnasium.register(id=gymnasium_id(env_id), entry_point=functools.partial(make, env_id))
+
+
+def gymnasium_id(env_id: str) -> str:
+    """`backend/task` as Gymnasium's `namespace/name-v0`."""
+    return f"{env_id}-v0"
 
 
 def registry() -> dict[str, EnvSpec]:

@@ -143,3 +143,24 @@ def test_episode_is_truncated_at_the_time_limit(env_id: str) -> None:
     assert all(not truncated for _, truncated in flags[:-1])
     with pytest.raises(RuntimeError, match="reset"):
         env.step(random_actions(env, 1)[0])
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_make_builds_the_same_env_and_its_checker_passes(env_id: str) -> None:
+    import warnings
+
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    gym_id = envs.spec(env_id).gymnasium_id
+    assert gym_id == f"{env_id}-v0" and gym_id in gymnasium.registry
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unbounded observation boxes: velocities are unbounded
+        through_gym = gymnasium.make(gym_id, action_repeat=2)
+        ours = envs.make(env_id, action_repeat=2)
+        obs_gym, _ = through_gym.reset(seed=5)
+        obs_ours, _ = ours.reset(seed=5)
+        np.testing.assert_array_equal(obs_gym, obs_ours)
+        action = random_actions(ours, 1)[0]
+        np.testing.assert_array_equal(through_gym.step(action)[0], ours.step(action)[0])
+        check_env(through_gym.unwrapped, skip_render_check=True)
