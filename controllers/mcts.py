@@ -213,6 +213,17 @@ class MCTS:
         """Forget the tree: a new episode shares nothing with the last."""
         self._root, self._played = None, None
 
+    @property
+    def tree(self) -> Node | None:
+        """The root of the last search's tree (None before the first or after `reset`), for
+        inspection; the next search may continue from one of its subtrees."""
+        return self._root
+
+    @property
+    def played(self) -> Edge | None:
+        """The root action the last search chose, with its statistics and outcomes."""
+        return self._played
+
     def plan(
         self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
         deadline: float | None = None,

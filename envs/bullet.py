@@ -126,6 +126,21 @@ class BulletEnv(RobotEnv):
         super().__init__(env_id, task, control_timestep, max_episode_steps, render_mode)
         self._apply_physics_params(dict.fromkeys(PHYSICS_PARAMS, 1.0))
 
+    @property
+    def client_id(self) -> int:
+        """The id of this env's private PyBullet server, for `pybullet.*` queries."""
+        return self._client
+
+    @property
+    def body_id(self) -> int:
+        """The robot's body id in that server."""
+        return self._robot
+
+    @property
+    def joint_indices(self) -> list[int]:
+        """The robot's joints, in the order of the state's positions and velocities."""
+        return list(self._joints)
+
     # ----------------------------------------------------------------- per-robot hooks
     @abc.abstractmethod
     def observe(self) -> Array:
@@ -327,6 +342,11 @@ class KukaReachEnv(BulletEnv):
             physicsClientId=client,
         )
 
+
+    @property
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The joints' lower and upper limits (rad), `[7]` each."""
+        return self._lower.copy(), self._upper.copy()
     def observe(self) -> Array:
         """`[q (7), qdot (7), end effector (3), end effector - target (3)]`, float64 (20)."""
         states = pybullet.getJointStates(self._robot, self._joints, physicsClientId=self._client)

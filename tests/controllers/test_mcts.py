@@ -100,8 +100,8 @@ def test_double_progressive_widening_samples_outcomes_at_the_stated_rate() -> No
     planner = MCTS(NoisyDrift(), LOW, HIGH, config, actions=STEPS,
                    generator=torch.Generator().manual_seed(0))
     planner.plan(torch.zeros(1, dtype=F64))
-    assert planner._root is not None
-    for edge in planner._root.edges:
+    assert planner.tree is not None
+    for edge in planner.tree.edges:
         assert len(edge.outcomes) == math.ceil(max(edge.visits - 1, 1) ** 0.5)
         assert sum(o.count for o in edge.outcomes) == edge.visits
 
@@ -139,8 +139,8 @@ def test_the_reused_subtree_keeps_its_statistics() -> None:
     planner = MCTS(DeceptiveChain(), LOW, HIGH, MCTSConfig(horizon=3, simulations=100),
                    actions=STEPS, generator=torch.Generator().manual_seed(0))
     first = planner.plan(torch.zeros(1, dtype=F64))
-    assert planner._played is not None
-    kept = planner._played.outcomes[0].node.visits
+    assert planner.played is not None
+    kept = planner.played.outcomes[0].node.visits
     assert kept > 0
     second = planner.plan(torch.ones(1, dtype=F64))  # where the played action (+1) leads
     assert second.info["reused_visits"] == kept

@@ -67,7 +67,8 @@ def test_set_state_is_exact_against_the_joint_limits() -> None:
     push = np.array([0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0])
     rollout(kuka, np.tile(push, (45, 1)))
     state = kuka.get_state()
-    assert np.isclose(state[1], kuka._upper[1], atol=1e-2), "joint 2 should be at its limit"
+    _, upper = kuka.joint_limits
+    assert np.isclose(state[1], upper[1], atol=1e-2), "joint 2 should be at its limit"
     acts = np.tile(push, (5, 1)) + 0.1 * actions(kuka, 5, seed=1)
     expected = rollout(kuka, acts)
     kuka.set_state(state)
@@ -126,11 +127,11 @@ def test_each_physics_parameter_changes_the_dynamics(env_id: str, name: str) -> 
 
 
 def test_mass_scale_scales_mass_and_inertia(env: BulletEnv) -> None:
-    nominal = [pybullet.getDynamicsInfo(env._robot, j, physicsClientId=env._client)
-               for j in env._joints]
+    nominal = [pybullet.getDynamicsInfo(env.body_id, j, physicsClientId=env.client_id)
+               for j in env.joint_indices]
     env.set_physics_params(mass_scale=2.0)
-    for j, before in zip(env._joints, nominal, strict=True):
-        after = pybullet.getDynamicsInfo(env._robot, j, physicsClientId=env._client)
+    for j, before in zip(env.joint_indices, nominal, strict=True):
+        after = pybullet.getDynamicsInfo(env.body_id, j, physicsClientId=env.client_id)
         assert after[0] == pytest.approx(2 * before[0])
         np.testing.assert_allclose(after[2], 2 * np.array(before[2]), rtol=1e-12)
 
@@ -233,7 +234,7 @@ def test_cartpole_angle_is_zero_upright_and_starts_hanging() -> None:
     assert obs[1] < -0.99, "the pole starts hanging down"
     env.set_state([0.0, 0.0, 0.0, 0.0, 0.0])
     np.testing.assert_allclose(env.observe(), [0.0, 1.0, 0.0, 0.0, 0.0], atol=1e-12)
-    pole_com = pybullet.getLinkState(env._robot, 1, physicsClientId=env._client)[0]
+    pole_com = pybullet.getLinkState(env.body_id, 1, physicsClientId=env.client_id)[0]
     assert pole_com[2] == pytest.approx(0.5), "theta = 0 holds the pole upright"
     upright = env.step(np.zeros(1))[1]
     assert upright > 0.9
@@ -245,7 +246,7 @@ def test_episode_length_and_close() -> None:
     env.reset(seed=0)
     flags = [env.step(np.zeros(1))[2:4] for _ in range(3)]
     assert flags == [(False, False), (False, False), (False, True)]
-    client = env._client
+    client = env.client_id
     env.close()
     env.close()
     assert not pybullet.isConnected(physicsClientId=client)

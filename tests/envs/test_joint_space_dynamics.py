@@ -77,7 +77,7 @@ def test_ilqr_with_mujocos_derivatives_swings_the_mujoco_cart_pole_up() -> None:
     env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
     env.reset(seed=0)
     dynamics = JointSpaceDynamics(env)
-    x0 = torch.from_numpy(np.concatenate([dynamics._data.qpos, dynamics._data.qvel]))
+    x0 = torch.from_numpy(joint_state(env))
     low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
     result = ilqr(
         dynamics,
