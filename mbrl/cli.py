@@ -187,6 +187,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help, once: not where the help states it already,
+    nor where there is none (a default of None means "not given")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default:" in text or action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mbrl` and its subcommands."""
     # No abbreviated options: `--budget` must not quietly mean `--budgets-ms`.
@@ -211,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan through the exact physics (the upper bound a learned model can "
         "reach): CEM from the simulator's state every step, one episode, then a run directory "
         "with config.json, trajectory.csv, trajectory.png, summary.json and episode.mp4.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnce,
     )
     plan.add_argument("--env", default=defaults.env_id, help="env id, see `mbrl envs`")
     plan.add_argument("--steps", type=_positive, default=defaults.steps,
@@ -242,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble and plan with CEM through it, episode after episode. Writes config.json, "
         "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
         "a killed run from its last completed episode.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnce,
     )
     train.add_argument("algorithm", choices=["pets"], help="the algorithm")
     train.add_argument("--config", metavar="FILE",
@@ -276,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="replay a trained run's model and planner", allow_abbrev=False,
         description="Load RUN_DIR's model and planner settings, run episodes, and write "
         "eval.json (and eval.mp4 of the first episode where rendering works).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnce,
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train`")
     evaluate.add_argument("--episodes", type=_positive, default=1, help="episodes to run")
@@ -301,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without recomputing them. Writes OUT/planner_grid.json (provenance, every cell, the "
         "summary), planner_grid.md (a table, Pareto-optimal points in bold) and "
         "planner_grid.png (return against ms per replan, the Pareto front drawn).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnce,
     )
     planners.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(PLANNERS),
                           metavar="PLANNER", help=f"from: {', '.join(PLANNERS)}")

@@ -62,3 +62,14 @@ def test_plan_writes_a_complete_run_directory(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["return"] == pytest.approx(float(rows[-1]["return"]))
     assert (run_dir / "trajectory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("command", [["train"], ["plan"], ["eval"], ["bench", "planners"]])
+def test_help_states_each_default_once(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    options = " ".join(capsys.readouterr().out.split()).split(" --")
+    assert options and all(option.count("(default:") <= 1 for option in options), options
+    assert "(default: None)" not in " ".join(options)
