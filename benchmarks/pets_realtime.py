@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,10 @@ import torch
 
 import envs
 from benchmarks.provenance import RESULTS, provenance
-from controllers import MPC
 from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller, train_pets
 from mbrl.checkpoint import load_model
 from mbrl.config import load as load_config
-from mbrl.episodes import Step, rollout
+from mbrl.episodes import record_replan_ms, rollout
 from mbrl.models import EnsembleDynamics
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -106,11 +104,6 @@ def main() -> None:
     plot(training, plan_ms, summary, args.out / "pets_realtime.png")
 
 
-def _replan_times(controller: MPC, plan_ms: list[float]) -> Callable[[Step], None]:
-    """An `on_step` hook that appends the controller's last replan time to `plan_ms`."""
-    return lambda _: plan_ms.append(controller.stats.last_plan_ms)
-
-
 def evaluate(
     model: EnsembleDynamics, task: envs.Task, config: PETSConfig, episodes: int
 ) -> list[dict[str, Any]]:
@@ -127,7 +120,7 @@ def evaluate(
         controller = planning_controller(model, task, config, generator)
         plan_ms: list[float] = []
         total = rollout(env, controller, seed=10_000 + episode, observe=model_input,
-                        on_step=_replan_times(controller, plan_ms)).episode_return
+                        on_step=record_replan_ms(controller, plan_ms)).episode_return
         results.append({
             "return": total, "plan_ms": plan_ms,
             "overruns": controller.stats.overruns, "fallbacks": controller.stats.fallbacks,

@@ -39,7 +39,7 @@ import envs
 from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MCTS, MPC, MPPI, CEMConfig, MCTSConfig, MPCConfig, MPPIConfig, Planner
 from envs.dynamics import SimulatorDynamics
-from mbrl.episodes import rollout
+from mbrl.episodes import record_replan_ms, rollout
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def run_episode(task: Task, name: str, budget_ms: float, seed: int) -> dict[str,
                      MPCConfig(replan_every=1, time_budget_ms=budget_ms))
     plan_ms: list[float] = []
     episode = rollout(env, controller, seed, observe=lambda _: torch.from_numpy(env.get_state()),
-                      on_step=lambda _: plan_ms.append(controller.stats.last_plan_ms))
+                      on_step=record_replan_ms(controller, plan_ms))
     rewarded = np.flatnonzero(episode.rewards > 0)
     return {
         "task": task.env_id, "planner": name, "budget_ms": budget_ms, "seed": seed,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from controllers import MPC
 from mbrl.data import ReplayBuffer
 
 
@@ -152,6 +153,12 @@ def rollout(
         truncated=bool(truncated),
         seed=seed,
     )
+
+
+def record_replan_ms(controller: MPC, times: list[float]) -> Callable[[Step], None]:
+    """An `on_step` hook that appends `controller`'s last replan time (ms) to `times` after
+    every step (the time of the plan the step's action came from)."""
+    return lambda _: times.append(controller.stats.last_plan_ms)
 
 
 class RandomAgent:

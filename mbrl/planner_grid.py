@@ -62,7 +62,7 @@ from controllers import (
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
 from mbrl.checkpoint import load_model, save_model
-from mbrl.episodes import rollout
+from mbrl.episodes import record_replan_ms, rollout
 from mbrl.logged_data import TaskDataConfig, log_task_data
 from mbrl.models import EnsembleConfig, EnsembleDynamics
 from mbrl.optimal_control import ensemble_dynamics
@@ -302,7 +302,7 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
     plan_ms: list[float] = []
     started = time.perf_counter()
     episode = rollout(env, controller, cell.seed, observe=lambda _: planner_state(cell, env),
-                      on_step=lambda _: plan_ms.append(controller.stats.last_plan_ms))
+                      on_step=record_replan_ms(controller, plan_ms))
     return {
         **asdict(cell), "key": cell.key, "env_id": task.env_id, "return": episode.episode_return,
         "plan_ms_median": float(np.median(plan_ms)),

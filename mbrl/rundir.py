@@ -169,8 +169,8 @@ def recover(run_dir: Path, published: Iterable[str]) -> Path | None:
         stray.unlink()
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
+        verify_checkpoint(checkpoint)  # before removing anything a damaged run still has
         discard_older_checkpoints(run_dir, keep=checkpoint)
-        verify_checkpoint(checkpoint)
         publish(checkpoint, run_dir, published)
     elif (run_dir / CHECKPOINTS).is_dir():
         shutil.rmtree(run_dir / CHECKPOINTS)
