@@ -86,7 +86,7 @@ def main() -> None:
 def _checks_of_one_step(controller: MPC, obs: torch.Tensor) -> torch.Tensor:
     """What `MPC.act` and `CEM.plan` check at a replan, on the same shapes."""
     planner = controller.planner
-    state = checked_state(obs, "obs", controller.state_dim).to(torch.float64)
+    state = checked_state(obs, "obs", controller.state_dim).to(planner.action_low.dtype)
     checked_state(state, dim=controller.state_dim)
     plan = controller.last_plan
     assert plan is not None

@@ -97,8 +97,8 @@ class CEM(SamplingPlanner):
         action_low, action_high: bounds `[du]`.
         config: see `CEMConfig`.
         generator: the source of randomness; a fixed seed gives a fixed plan.
-        dtype: of the sampled actions and the plan (float64 unless the dynamics compute in
-            float32 anyway).
+        dtype: of the sampled actions and the plan; None: the dynamics' own `dtype` where
+            they state one (a learned model's float32), else float64.
     """
 
     def __init__(
@@ -108,7 +108,7 @@ class CEM(SamplingPlanner):
         action_high: torch.Tensor,
         config: CEMConfig = CEMConfig(),
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config

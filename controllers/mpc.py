@@ -79,7 +79,9 @@ class MPC:
     """A `Controller` that runs `planner` in a receding horizon.
 
     `act(obs)` takes whatever state the planner's dynamics consume: an observation for a
-    learned model, `env.get_state()` for the true simulator.
+    learned model, `env.get_state()` for the true simulator. The planner plans in the dtype
+    of its bounds (a sampling planner's follows its dynamics), and the state is cast to it
+    once, here; the action comes back in it.
 
     With `config.time_budget_ms`, each replan gets `deadline = start + budget`; an iterative
     planner stops before an iteration that would end past it, so it overruns by at most about
@@ -127,7 +129,7 @@ class MPC:
         """
         state = checked_state(obs, "obs", self.state_dim)
         if self.last_plan is None or self._steps_since_plan >= self.config.replan_every:
-            self.last_plan = self._replan(state.to(torch.float64))
+            self.last_plan = self._replan(state.to(self.planner.action_low.dtype))
             self._steps_since_plan = 0
         index = self._steps_since_plan // self.config.plan_step
         action = self.last_plan.actions[index]

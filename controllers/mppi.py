@@ -77,8 +77,8 @@ class MPPI(SamplingPlanner):
         action_low, action_high: bounds `[du]`.
         config: see `MPPIConfig`.
         generator: the source of randomness; a fixed seed gives a fixed plan.
-        dtype: of the sampled actions and the plan (float64 unless the dynamics compute in
-            float32 anyway).
+        dtype: of the sampled actions and the plan; None: the dynamics' own `dtype` where
+            they state one (a learned model's float32), else float64.
     """
 
     def __init__(
@@ -88,7 +88,7 @@ class MPPI(SamplingPlanner):
         action_high: torch.Tensor,
         config: MPPIConfig = MPPIConfig(),
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config

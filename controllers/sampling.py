@@ -20,8 +20,10 @@ from controllers.validation import checked_bounds, checked_warm_start
 class SamplingPlanner:
     """What every sampling planner holds: the dynamics, the box bounds, the horizon, the
     generator (a fixed seed gives a fixed plan; seed 0 when none is given) and the dtype of
-    the sampled actions (float64 by default; float32 halves the cost of sampling and of
-    dynamics that compute in float32, such as a learned model, and saves a cast per step).
+    the sampled actions and the plan. By default that dtype follows the dynamics (their
+    `dtype` attribute: float32 for a learned model, so that samples, rollouts and the plan
+    stay in the model's precision without a cast per replan), and is float64 for dynamics
+    that state none (the simulator).
     """
 
     def __init__(
@@ -31,9 +33,11 @@ class SamplingPlanner:
         action_high: torch.Tensor,
         horizon: int,
         generator: torch.Generator | None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.dynamics = dynamics
+        if dtype is None:
+            dtype = getattr(dynamics, "dtype", None) or torch.float64
         self.action_low, self.action_high = checked_bounds(action_low, action_high, dtype)
         self.horizon = horizon
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
