@@ -372,19 +372,23 @@ class EnsembleDynamics(nn.Module):
     @torch.no_grad()
     def eval_score(
         self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-member MSE of the predicted next observation (observation units) and, if
-        probabilistic, Gaussian NLL per dimension (normalised units, with `log 2 pi`): `[E]`
-        each. Inputs `[B, d]`.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per-member scores of the predicted next observation, `[E]` each, on inputs `[B, d]`:
+        the MSE in observation units; the MSE in normalised units (each dimension's error over
+        the standard deviation of its change in the training data, so that no dimension counts
+        more for being measured in larger units); and, if probabilistic, the Gaussian NLL per
+        dimension (normalised units, with `log 2 pi`), else None.
         """
         _check_shape("next_obs", next_obs, self.obs_dim, self.num_members)
         mean, log_var = self(obs, act)
         target = self.output_normalizer.normalize(next_obs - obs)
-        mse = ((mean - target) * self.output_normalizer.std).square().mean(dim=(1, 2))
+        error = mean - target
+        normalized = error.square().mean(dim=(1, 2))
+        mse = (error * self.output_normalizer.std).square().mean(dim=(1, 2))
         if log_var is None:
-            return mse, None
+            return mse, normalized, None
         nll = _gaussian_nll(mean, log_var, target).mean(dim=(1, 2)) + 0.5 * math.log(2 * math.pi)
-        return mse, nll
+        return mse, normalized, nll
 
     def _members(self, elites_only: bool) -> torch.Tensor | None:
         """Member indices to run, or None for all of them (no gather needed)."""

@@ -3,10 +3,16 @@
 Chua et al. (2018), "Deep Reinforcement Learning in a Handful of Trials using Probabilistic
 Dynamics Models" (PETS), with the early stopping and elite selection of
 facebookresearch/mbrl-lib's `ModelTrainer`: a random holdout split; each member trained by
-minibatch Adam on its own bootstrap sample of the rest; holdout MSE per member after every
+minibatch Adam on its own bootstrap sample of the rest; holdout error per member after every
 epoch; each member's best weights kept; training stops once no member has improved by
 `improvement_threshold` (relative) for `patience` epochs; the best weights come back and the
-members with the lowest holdout MSE become the elites.
+members with the lowest holdout error become the elites.
+
+The holdout error that selects snapshots and elites and stops training is the MSE in
+normalised units: each dimension's error over the standard deviation of its change in the
+training split. In raw units the dimensions with the largest changes (velocities) dominate it,
+and a fit stops once they stop improving, however far the small ones (cos and sin of an angle)
+still are from fitted.
 
 Shapes: `N` transitions, `E` members, `do` observation and `du` action dimension.
 """
@@ -41,9 +47,10 @@ class TrainConfig:
     max_epochs: int | None = 100
     #: Epochs without improvement after which training stops; None: run `max_epochs`.
     patience: int | None = 5
-    #: Relative drop of a member's best holdout MSE that counts as an improvement.
+    #: Relative drop of a member's best holdout error (normalised MSE) that counts as an
+    #: improvement.
     improvement_threshold: float = 0.01
-    #: Members with the lowest holdout MSE that `predict(..., elites_only=True)` uses.
+    #: Members with the lowest holdout error that `predict(..., elites_only=True)` uses.
     num_elites: int = 5
     #: Train each member on its own bootstrap sample (False: every member on all of it, in
     #: the same minibatches).
@@ -69,8 +76,11 @@ class FitReport:
     epochs: int
     #: Mean training loss (summed over members) in each epoch, `[epochs]`.
     train_loss: tuple[float, ...]
-    #: Holdout MSE of each member after each epoch, `[epochs, E]`.
-    holdout_mse_history: tuple[tuple[float, ...], ...]
+    #: Holdout error (normalised MSE) of each member after each epoch, `[epochs, E]`: what
+    #: selects each member's weights and stops training.
+    holdout_error_history: tuple[tuple[float, ...], ...]
+    #: Holdout error (normalised MSE) of each member's restored weights, `[E]`.
+    holdout_error: tuple[float, ...]
     #: Holdout MSE of each member's restored weights, in observation units, `[E]`.
     holdout_mse: tuple[float, ...]
     #: Mean of `holdout_mse`.
@@ -140,11 +150,11 @@ def fit(
     else:
         samples = torch.arange(n_train).expand(E, n_train)
     optimizer = _adam(model)
-    best_mse = torch.full((E,), torch.inf, device=obs.device)
+    best_error = torch.full((E,), torch.inf, device=obs.device)
     best_epochs = torch.zeros(E, dtype=torch.long)
     best_state = [p.detach().clone() for p in model.parameters()]
     train_loss: list[float] = []
-    mse_history: list[tuple[float, ...]] = []
+    error_history: list[tuple[float, ...]] = []
     epochs_without_improvement, stopped_early, epoch = 0, False, 0
 
     epochs = range(1, config.max_epochs + 1) if config.max_epochs else itertools.count(1)
@@ -165,17 +175,17 @@ def fit(
         train_loss.append(float(torch.stack(losses).mean()))
 
         # Score on the holdout; keep each member's weights when it improved.
-        mse, _ = evaluate(model, *holdout_data)
-        mse_history.append(tuple(mse.tolist()))
-        improved = mse < best_mse * (1.0 - config.improvement_threshold)
+        _, error, _ = evaluate(model, *holdout_data)
+        error_history.append(tuple(error.tolist()))
+        improved = error < best_error * (1.0 - config.improvement_threshold)
         if bool(improved.any()):
             _keep_improved(model, best_state, improved)
-            best_mse = torch.where(improved, mse, best_mse)
+            best_error = torch.where(improved, error, best_error)
             best_epochs[improved.cpu()] = epoch
             epochs_without_improvement = 0
         else:
             epochs_without_improvement += 1
-        log.debug("epoch %d: train loss %.5g, holdout MSE %s", epoch, train_loss[-1], mse)
+        log.debug("epoch %d: train loss %.5g, holdout error %s", epoch, train_loss[-1], error)
         if config.patience is not None and epochs_without_improvement >= config.patience:
             stopped_early = config.max_epochs is None or epoch < config.max_epochs
             break
@@ -184,13 +194,14 @@ def fit(
     with torch.no_grad():
         for p, best in zip(model.parameters(), best_state, strict=True):
             p.copy_(best)
-    mse, nll = evaluate(model, *holdout_data)
-    elites = torch.sort(torch.argsort(mse)[: config.num_elites]).values
+    mse, error, nll = evaluate(model, *holdout_data)
+    elites = torch.sort(torch.argsort(error)[: config.num_elites]).values
     model.set_elites(elites)
     return FitReport(
         epochs=epoch,
         train_loss=tuple(train_loss),
-        holdout_mse_history=tuple(mse_history),
+        holdout_error_history=tuple(error_history),
+        holdout_error=tuple(error.tolist()),
         holdout_mse=tuple(mse.tolist()),
         holdout_mse_mean=float(mse.mean()),
         holdout_nll=None if nll is None else tuple(nll.tolist()),
@@ -221,20 +232,22 @@ def fit_buffer(
 
 def evaluate(
     model: EnsembleDynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-member MSE (observation units) and NLL (None if deterministic) on `[N, d]` data,
-    `[E]` each, scored in chunks of `EVAL_CHUNK` rows."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-member MSE (observation units), normalised MSE and NLL (None if deterministic) on
+    `[N, d]` data, `[E]` each (see `EnsembleDynamics.eval_score`), in chunks of `EVAL_CHUNK`
+    rows."""
     n = obs.shape[0]
-    mse_sum = torch.zeros(model.num_members, device=obs.device)
-    nll_sum = torch.zeros(model.num_members, device=obs.device)
+    sums = torch.zeros(3, model.num_members, device=obs.device)
     for start in range(0, n, EVAL_CHUNK):
         chunk = slice(start, start + EVAL_CHUNK)
-        mse, nll = model.eval_score(obs[chunk], act[chunk], next_obs[chunk])
+        mse, normalized, nll = model.eval_score(obs[chunk], act[chunk], next_obs[chunk])
         rows = obs[chunk].shape[0]
-        mse_sum += mse * rows
+        sums[0] += mse * rows
+        sums[1] += normalized * rows
         if nll is not None:
-            nll_sum += nll * rows
-    return mse_sum / n, (nll_sum / n if model.config.probabilistic else None)
+            sums[2] += nll * rows
+    means = sums / n
+    return means[0], means[1], (means[2] if model.config.probabilistic else None)
 
 
 def _adam(model: EnsembleDynamics) -> torch.optim.Adam:

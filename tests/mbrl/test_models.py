@@ -87,7 +87,7 @@ def test_a_deterministic_ensemble_fits_a_known_function() -> None:
     # The sine term alone has variance ~4.3e-3: every member explains > 97.5% of it.
     assert max(report.holdout_mse) < 1e-4, report
     assert bool((test_mse < 1e-4).all()), test_mse
-    assert report.epochs == len(report.train_loss) == len(report.holdout_mse_history)
+    assert report.epochs == len(report.train_loss) == len(report.holdout_error_history)
     assert report.train_loss[-1] < report.train_loss[0]
 
 
@@ -127,13 +127,13 @@ def test_bootstrap_samples_make_identically_initialised_members_differ() -> None
     assert spreads[True] > 1e-3, spreads
 
 
-def test_elites_are_the_members_with_the_lowest_holdout_mse() -> None:
+def test_elites_are_the_members_with_the_lowest_holdout_error() -> None:
     model = EnsembleDynamics(2, 1, small_config(ensemble_size=4))
     with torch.no_grad():  # member 2 starts far off and cannot catch up in two epochs
         model.layers[-1].bias[2] += 5.0
     train = TrainConfig(batch_size=64, max_epochs=2, patience=None, num_elites=3)
     report = fit(model, *smooth_data(500, seed=4), config=train)
-    ranked = sorted(range(4), key=lambda member: report.holdout_mse[member])
+    ranked = sorted(range(4), key=lambda member: report.holdout_error[member])
     assert report.elites == tuple(sorted(ranked[:3])) == (0, 1, 3)
     assert model.elite_members.tolist() == [0, 1, 3]
     obs, act, _ = smooth_data(7, seed=5)
@@ -146,6 +146,36 @@ def test_elites_are_the_members_with_the_lowest_holdout_mse() -> None:
     torch.testing.assert_close(member_wise.mean, elites.mean)
 
 
+def test_the_holdout_error_is_the_mse_over_each_dimensions_spread_of_change() -> None:
+    model, _ = trained(small_config(), TrainConfig(batch_size=64, max_epochs=3, patience=None,
+                                                       num_elites=3),
+                       smooth_data(400, seed=8))
+    obs, act, next_obs = smooth_data(50, seed=9)
+    mse, normalized, _ = model.eval_score(obs, act, next_obs)
+    with torch.no_grad():
+        predicted = model.predict(obs, act).mean  # [E, B, do]
+    error = predicted - next_obs  # [E, B, do], observation units
+    std = model.output_normalizer.std  # [do], of the training split's changes
+    torch.testing.assert_close(normalized, (error / std).square().mean(dim=(1, 2)))
+    torch.testing.assert_close(mse, error.square().mean(dim=(1, 2)))
+
+
+def test_snapshot_selection_does_not_depend_on_the_units_of_a_dimension() -> None:
+    # Measuring one dimension in units 1000 times smaller (a velocity against a cosine) leaves
+    # the normalised fit as it was: the same stopping epoch, the same snapshots, the same
+    # elites. In raw MSE the large dimension would choose them alone.
+    train = TrainConfig(batch_size=64, max_epochs=40, patience=3, num_elites=2)
+    obs, act, next_obs = smooth_data(600, seed=10)
+    scale = torch.tensor([1.0, 1000.0])
+    _, plain = trained(small_config(), train, (obs, act, next_obs))
+    _, scaled = trained(small_config(), train, (obs * scale, act, next_obs * scale))
+    assert scaled.epochs == plain.epochs and scaled.best_epochs == plain.best_epochs
+    assert scaled.elites == plain.elites
+    torch.testing.assert_close(torch.tensor(scaled.holdout_error_history),
+                               torch.tensor(plain.holdout_error_history), rtol=1e-3, atol=1e-6)
+    assert scaled.holdout_mse_mean > 1e4 * plain.holdout_mse_mean
+
+
 def test_members_keep_their_best_weights_and_patience_stops_training() -> None:
     # Holdout MSE stops improving once the noise dominates it; patience then ends training.
     _, report = trained(
@@ -155,11 +185,11 @@ def test_members_keep_their_best_weights_and_patience_stops_training() -> None:
     )
     assert report.stopped_early and report.epochs < 100
     assert report.epochs - max(report.best_epochs) == 3  # the last improvement, then 3 more
-    history = torch.tensor(report.holdout_mse_history)  # [epochs, E]
+    history = torch.tensor(report.holdout_error_history)  # [epochs, E]
     for member, epoch in enumerate(report.best_epochs):
         best = history[epoch - 1, member]
         # The restored weights score what they scored at their best epoch...
-        assert report.holdout_mse[member] == pytest.approx(float(best), rel=1e-6)
+        assert report.holdout_error[member] == pytest.approx(float(best), rel=1e-6)
         # ... and no later epoch beat that by the improvement threshold (1%).
         assert bool((history[epoch:, member] >= 0.99 * best).all())
 
