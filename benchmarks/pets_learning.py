@@ -56,7 +56,8 @@ def main() -> None:
         seed_config = dataclasses.replace(config, seed=seed)
         started = time.perf_counter()
         run_dir = args.runs / f"{config.env_id.replace('/', '-')}-seed{seed}"
-        rows = train_pets(seed_config, run_dir, resume=True)
+        # A killed benchmark resumes each seed's run where it stopped; a new one starts it.
+        rows = train_pets(seed_config, run_dir, resume=run_dir.exists())
         seeds[str(seed)] = {"metrics": rows, "wall_s_this_call": time.perf_counter() - started}
         print(f"seed {seed}: returns {[round(r['return'], 1) for r in rows]}", flush=True)
 
