@@ -38,7 +38,7 @@ from controllers import MPC
 from controllers.validation import checked_state, checked_warm_start
 from mbrl.algorithms.pets import PETSConfig, planning_controller
 from mbrl.config import load as load_config
-from mbrl.models import EnsembleDynamics
+from mbrl.learning.models import EnsembleDynamics
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pets_cartpole_realtime.json"
 

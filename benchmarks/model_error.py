@@ -3,15 +3,16 @@
     python -m benchmarks.model_error
 
 On three tasks (cart-pole and pendulum swing-up, a two-link reacher), data is logged as a
-PETS user would have it (`mbrl.logged_data`: uniformly random episodes and episodes of a noisy
-CEM expert on the true simulator), and three models are fitted to it with `mbrl.training.fit`:
+PETS user would have it (`mbrl.experiments.logged_data`: uniformly random episodes and
+episodes of a noisy CEM expert on the true simulator), and three models are fitted to it with
+`mbrl.learning.training.fit`:
 
 - a single network (one deterministic member, trained by MSE);
 - a deterministic ensemble (5 members on bootstrap samples, MSE);
 - a probabilistic ensemble (5 members, Gaussian outputs trained by NLL, as in PETS).
 
 On held-out episodes logged from other seeds, each model predicts open loop from every start,
-fed the logged actions, feeding back its members' mean (`mbrl.multistep.rollout_mean`). The
+fed the logged actions, feeding back its members' mean (`mbrl.learning.multistep.rollout_mean`). The
 error after `h` steps is the RMSE over observation dimensions, each divided by the held-out
 data's standard deviation; the results give its median and quartiles over starts for
 h = 1 .. H. The ensembles' spread is scored too: TS-infinity particles (member trajectories
@@ -37,10 +38,10 @@ import numpy as np
 import torch
 
 from benchmarks.provenance import RESULTS, provenance
-from mbrl.data import ReplayBuffer
-from mbrl.logged_data import TaskDataConfig, log_task_data
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.multistep import (
+from mbrl.experiments.logged_data import TaskDataConfig, log_task_data
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.multistep import (
     TWO_STD_NOMINAL,
     Windows,
     gaussian_nll,
@@ -50,7 +51,7 @@ from mbrl.multistep import (
     windows,
     within_two_std,
 )
-from mbrl.training import TrainConfig, fit_buffer
+from mbrl.learning.training import TrainConfig, fit_buffer
 
 #: Logged training data per task; the expert's budget and horizon keep each task's logging
 #: near a minute on a shared two-core machine (cart-pole's physics costs most per step).

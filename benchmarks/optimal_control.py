@@ -51,9 +51,9 @@ from controllers import CEM, MPC, CEMConfig, ILQRConfig, ILQRPlanner, MPCConfig
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from controllers.ilqr import ilqr
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state, set_joint_state
-from mbrl.checkpoint import load_model
-from mbrl.episodes import Step, rollout
-from mbrl.optimal_control import ensemble_dynamics
+from mbrl.control.episodes import Step, rollout
+from mbrl.learning.checkpoint import load_model
+from mbrl.learning.solver_dynamics import ensemble_dynamics
 
 F64 = torch.float64
 #: The target: iLQR MPC keeps up with the simulated robot on one core.

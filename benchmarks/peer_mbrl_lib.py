@@ -54,9 +54,9 @@ import envs
 from benchmarks.peer_venvs import TORCH, Worker, load_problem, peer_python
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig
 from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller
-from mbrl.checkpoint import load_model
-from mbrl.episodes import RandomAgent, rollout
-from mbrl.models import EnsembleDynamics, EnsembleLinear
+from mbrl.control.episodes import RandomAgent, rollout
+from mbrl.learning.checkpoint import load_model
+from mbrl.learning.models import EnsembleDynamics, EnsembleLinear
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "peer_workers" / "mbrl_lib_worker.py"
@@ -75,7 +75,7 @@ REQUIREMENTS = [
     "PyYAML==6.0.3", "packaging==26.3", "numpy==2.4.6", "gymnasium==0.26.3",
     "gymnasium-notices==0.0.1", "cloudpickle==3.1.2", "termcolor==3.3.0", "tqdm==4.70.1",
 ]
-#: mbrl-lib's activation modules for ours (`mbrl.models.ACTIVATIONS`).
+#: mbrl-lib's activation modules for ours (`mbrl.learning.models.ACTIVATIONS`).
 ACTIVATIONS = {
     "silu": "torch.nn.SiLU", "relu": "torch.nn.ReLU", "elu": "torch.nn.ELU",
     "tanh": "torch.nn.Tanh",
@@ -192,7 +192,7 @@ def mbrl_lib_mppi_noise_std(beta: float) -> float:
 class PetsComparison:
     """The PETS planning-step comparison on a learned cart-pole ensemble."""
 
-    #: The ensemble both sides plan through (`mbrl.checkpoint`); its run's `config.json`
+    #: The ensemble both sides plan through (`mbrl.learning.checkpoint`); its run's `config.json`
     #: beside it gives the env id and action repeat.
     model: Path = DEFAULT_MODEL
     #: mbrl-lib's default PETS CEM (cem.yaml with overrides/pets_cartpole.yaml).
@@ -217,7 +217,7 @@ class PetsComparison:
     ))
     #: Particles of our cheaper setting.
     cheap_particles: int = 20
-    #: Propagation of our cheaper setting (`mbrl.propagation.Propagation` value).
+    #: Propagation of our cheaper setting (`mbrl.learning.propagation.Propagation` value).
     cheap_propagation: str = "tsinf"
 
 
@@ -575,7 +575,7 @@ def _observations(env: envs.RobotEnv, count: int) -> list[np.ndarray]:
 
 
 class _PeerAgent:
-    """mbrl-lib's agent in its worker process, as an `mbrl.episodes.Agent`; `ms` holds the
+    """mbrl-lib's agent in its worker process, as an `mbrl.control.episodes.Agent`; `ms` holds the
     planning time of each action by the worker's own clock."""
 
     def __init__(self, worker: Worker, seed: int) -> None:

@@ -36,10 +36,10 @@ import torch
 import envs
 from benchmarks.provenance import RESULTS, provenance
 from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller, train_pets
-from mbrl.checkpoint import load_model
 from mbrl.config import load as load_config
-from mbrl.episodes import record_replan_ms, rollout
-from mbrl.models import EnsembleDynamics
+from mbrl.control.episodes import record_replan_ms, rollout
+from mbrl.learning.checkpoint import load_model
+from mbrl.learning.models import EnsembleDynamics
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 #: The targets: a return of at least 800 with every replan inside 20 ms (50 Hz).

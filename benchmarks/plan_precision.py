@@ -37,9 +37,9 @@ from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MPC
 from mbrl.algorithms.pets import PETSConfig, model_input
 from mbrl.config import load as load_config
-from mbrl.models import EnsembleDynamics
-from mbrl.plots import new_figure, save_png
-from mbrl.propagation import ModelDynamics, Propagation
+from mbrl.learning.models import EnsembleDynamics
+from mbrl.learning.propagation import ModelDynamics, Propagation
+from mbrl.runs.plots import new_figure, save_png
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

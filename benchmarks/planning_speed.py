@@ -38,13 +38,13 @@ import matplotlib.pyplot as plt
 import torch
 
 import envs
-import mbrl.models
+import mbrl.learning.models
 from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM
 from mbrl.algorithms.pets import PETSConfig
 from mbrl.config import load as load_config
-from mbrl.models import EnsembleDynamics
-from mbrl.propagation import ModelDynamics, Propagation
+from mbrl.learning.models import EnsembleDynamics
+from mbrl.learning.propagation import ModelDynamics, Propagation
 
 #: Lowest acceptable efficiency (reference / planner) per case.
 TARGETS = {"pets": 0.85}
@@ -116,7 +116,7 @@ def measure(case: PETSConfig, task: envs.Task, obs: torch.Tensor, repeats: int) 
     weights = [w.detach() for name, w in parameters.items() if name.endswith(".weight")]
     biases = [b.detach() for name, b in parameters.items() if name.endswith(".bias")]
     inputs = torch.randn(members, rows, obs_dim + act_dim, generator=generator)
-    block = max(16, mbrl.models._BLOCK_FLOATS // (members * case.model.hidden_size))
+    block = max(16, mbrl.learning.models._BLOCK_FLOATS // (members * case.model.hidden_size))
     model_obs = obs.expand(members, rows, obs_dim).contiguous()
     model_act = torch.zeros(members, rows, act_dim)
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from mbrl import provenance as _library
+from mbrl.runs import provenance as _library
 
 PACKAGES = _library.PACKAGES
 RESULTS = Path(__file__).resolve().parent / "results"

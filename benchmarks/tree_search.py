@@ -39,7 +39,7 @@ import envs
 from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MCTS, MPC, MPPI, CEMConfig, MCTSConfig, MPCConfig, MPPIConfig, Planner
 from envs.dynamics import SimulatorDynamics
-from mbrl.episodes import record_replan_ms, rollout
+from mbrl.control.episodes import record_replan_ms, rollout
 
 
 @dataclass(frozen=True)

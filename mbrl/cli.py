@@ -43,8 +43,8 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mbrl.rundir import new_run_dir
-    from mbrl.true_model_mpc import TrueModelMPCConfig, run_true_model_mpc
+    from mbrl.experiments.plan import TrueModelMPCConfig, run_true_model_mpc
+    from mbrl.runs.rundir import new_run_dir
 
     config = TrueModelMPCConfig(
         env_id=args.env, steps=args.steps, action_repeat=args.action_repeat,
@@ -76,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mbrl.algorithms.pets import CONFIG, PETSConfig, completed_episodes, train_pets
     from mbrl.config import load as load_config
     from mbrl.errors import RunDirError, UserError
-    from mbrl.rundir import new_run_dir
+    from mbrl.runs.rundir import new_run_dir
 
     if args.resume:
         given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
@@ -121,9 +121,10 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from mbrl import planner_grid
-    from mbrl.provenance import provenance
-    from mbrl.rundir import check_out_folder, write_json
+    from mbrl.experiments import planner_grid
+    from mbrl.files import write_json
+    from mbrl.runs.provenance import provenance
+    from mbrl.runs.rundir import check_out_folder
 
     cells, left_out = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds,
                                         args.dynamics)
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every registered env id with what it asks.")
     listing.set_defaults(run=_cmd_envs, parser=listing)
 
-    from mbrl.true_model_mpc import TrueModelMPCConfig
+    from mbrl.experiments.plan import TrueModelMPCConfig
 
     defaults = TrueModelMPCConfig()
     plan = commands.add_parser(
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
 
-    from mbrl.planner_grid import PLANNERS, SOURCES, TASKS
+    from mbrl.experiments.planner_grid import PLANNERS, SOURCES, TASKS
 
     bench = commands.add_parser(
         "bench", help="benchmark planners", allow_abbrev=False,

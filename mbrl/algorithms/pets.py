@@ -12,7 +12,7 @@ using Probabilistic Dynamics Models", Algorithm 1:
 
 A run directory holds the resolved config, `metrics.csv` (one row per episode; also TensorBoard
 scalars where `tensorboard` is installed), the model checkpoint, the replay buffer and a
-learning curve. Each episode ends at one commit point (`mbrl.rundir.commit_checkpoint`): the
+learning curve. Each episode ends at one commit point (`mbrl.runs.rundir.commit_checkpoint`): the
 buffer, model, metrics and `progress.json` (the random generators' states, the env id and
 dimensions, the settings the episodes ran under) become `checkpoints/episode-NNNN` all at once,
 so that `resume=True` continues a run killed at any instant from its last completed episode
@@ -37,28 +37,26 @@ import torch
 import envs
 from controllers import CEM, MPC, CEMConfig, MPCConfig
 from controllers.validation import check_types, require, require_positive
-from mbrl import plots
-from mbrl.checkpoint import load_model, save_model
 from mbrl.config import from_dict, require_known_env
 from mbrl.config import load as load_config
-from mbrl.data import ReplayBuffer
-from mbrl.episodes import Agent, RandomAgent, rollout
+from mbrl.control.episodes import Agent, RandomAgent, rollout
 from mbrl.errors import RunDirError
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.propagation import ModelDynamics, Propagation
-from mbrl.rundir import (
+from mbrl.files import read_json, write_csv, write_json
+from mbrl.learning.checkpoint import load_model, save_model
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.propagation import ModelDynamics, Propagation
+from mbrl.learning.training import TrainConfig, fit_buffer
+from mbrl.runs import plots
+from mbrl.runs.rundir import (
     checkpoint_episode,
     commit_checkpoint,
     discard_older_checkpoints,
     latest_checkpoint,
     publish,
-    read_json,
     recover,
-    write_csv,
-    write_json,
 )
-from mbrl.training import TrainConfig, fit_buffer
-from mbrl.video import try_render, write_video
+from mbrl.runs.video import try_render, write_video
 
 log = logging.getLogger(__name__)
 

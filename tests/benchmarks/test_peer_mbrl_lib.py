@@ -26,7 +26,7 @@ from benchmarks.peer_mbrl_lib import (
     mbrl_lib_mppi_noise_std,
 )
 from envs.tasks import CartpoleSwingupTask
-from mbrl.models import EnsembleConfig, EnsembleDynamics, EnsembleLinear
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics, EnsembleLinear
 
 
 def load_by_path(path: Path) -> ModuleType:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl.data import FIELDS, ReplayBuffer, SequenceBatch, TransitionBatch
+from mbrl.learning.data import FIELDS, ReplayBuffer, SequenceBatch, TransitionBatch
 
 DO, DU = 3, 2
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import envs
-from mbrl.data import FIELDS, ReplayBuffer
-from mbrl.episodes import RandomAgent
-from mbrl.logged_data import TaskDataConfig, log_episodes, log_task_data
+from mbrl.control.episodes import RandomAgent
+from mbrl.experiments.logged_data import TaskDataConfig, log_episodes, log_task_data
+from mbrl.learning.data import FIELDS, ReplayBuffer
 
 #: A short, cheap pendulum log: 2 random and 1 expert episode of 8 steps, a tiny planner.
 SMALL = TaskDataConfig(

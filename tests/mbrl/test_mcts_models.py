@@ -12,9 +12,9 @@ import torch
 import envs
 from controllers import MCTS, MPC, MCTSConfig, MPCConfig
 from envs.dynamics import SimulatorDynamics, set_joint_state
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.propagation import ModelDynamics, Propagation
-from mbrl.training import TrainConfig, fit
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.propagation import ModelDynamics, Propagation
+from mbrl.learning.training import TrainConfig, fit
 
 F64 = torch.float64
 

@@ -14,16 +14,16 @@ from typing import IO, Any
 import pytest
 import torch
 
-import mbrl.models
-from mbrl.checkpoint import load_checkpoint, load_model, save_model
-from mbrl.models import (
+import mbrl.learning.models
+from mbrl.learning.checkpoint import load_checkpoint, load_model, save_model
+from mbrl.learning.models import (
     DynamicsModel,
     EnsembleConfig,
     EnsembleDynamics,
     EnsembleLinear,
     Normalizer,
 )
-from mbrl.training import FitReport, TrainConfig, fit
+from mbrl.learning.training import FitReport, TrainConfig, fit
 
 
 def small_config(**changes: Any) -> EnsembleConfig:
@@ -220,7 +220,8 @@ def test_planning_without_gradients_gives_the_training_forward_pass(member_wise:
     """Large no-grad batches go through the layers a block of rows at a time, for speed; the
     numbers must be those of the whole-batch pass that training uses."""
     model = EnsembleDynamics(2, 1, small_config(probabilistic=True))
-    rows = 3 * mbrl.models._BLOCK_FLOATS // (model.num_members * model.config.hidden_size) + 7
+    block = mbrl.learning.models._BLOCK_FLOATS
+    rows = 3 * block // (model.num_members * model.config.hidden_size) + 7
     shape = (model.num_members, rows) if member_wise else (rows,)
     obs, act = torch.randn(*shape, 2), torch.randn(*shape, 1)
     with torch.no_grad():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from mbrl.data import ReplayBuffer
-from mbrl.models import EnsembleConfig, EnsembleDynamics, Prediction
-from mbrl.multistep import (
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics, Prediction
+from mbrl.learning.multistep import (
     TWO_STD_NOMINAL,
     gaussian_nll,
     normalised_rmse,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from controllers.ilqr import ILQRConfig, ilqr
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.optimal_control import ensemble_dynamics, reward_cost
-from mbrl.training import TrainConfig, fit
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.solver_dynamics import ensemble_dynamics, reward_cost
+from mbrl.learning.training import TrainConfig, fit
 
 F64 = torch.float64
 DT = 0.05

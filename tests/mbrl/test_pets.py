@@ -14,9 +14,9 @@ from controllers import CEMConfig
 from mbrl.algorithms.pets import PETSConfig, evaluate_pets, train_pets
 from mbrl.cli import main
 from mbrl.config import load as load_config
-from mbrl.data import ReplayBuffer
-from mbrl.models import EnsembleConfig
-from mbrl.training import TrainConfig
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleConfig
+from mbrl.learning.training import TrainConfig
 
 TINY = PETSConfig(
     env_id="mujoco/reacher-2link", action_repeat=2, episodes=3, random_episodes=1,

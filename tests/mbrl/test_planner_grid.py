@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from mbrl import planner_grid
 from mbrl.cli import main
-from mbrl.models import EnsembleConfig
-from mbrl.planner_grid import Cell, GridTask
-from mbrl.training import TrainConfig
+from mbrl.experiments import planner_grid
+from mbrl.experiments.planner_grid import Cell, GridTask
+from mbrl.learning.models import EnsembleConfig
+from mbrl.learning.training import TrainConfig
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from mbrl.propagation import EnsemblePrediction, ModelDynamics, Propagation
+from mbrl.learning.propagation import EnsemblePrediction, ModelDynamics, Propagation
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mbrl.rundir import atomic_open, new_run_dir, write_csv, write_json
+from mbrl.files import atomic_open, write_csv, write_json
+from mbrl.runs.rundir import new_run_dir
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mbrl.true_model_mpc import TrueModelMPCConfig, run_true_model_mpc
+from mbrl.experiments.plan import TrueModelMPCConfig, run_true_model_mpc
 
 
 @pytest.mark.slow

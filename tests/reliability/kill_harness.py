@@ -33,9 +33,9 @@ import torch
 torch.set_num_threads(1)  # before any work: the children are forked from this process
 
 from mbrl.algorithms.pets import PETSConfig, train_pets  # noqa: E402
-from mbrl.checkpoint import load_model  # noqa: E402
 from mbrl.config import from_dict  # noqa: E402
-from mbrl.data import ReplayBuffer  # noqa: E402
+from mbrl.learning.checkpoint import load_model  # noqa: E402
+from mbrl.learning.data import ReplayBuffer  # noqa: E402
 
 _HOOKED = ("replace", "rename", "link", "unlink", "remove", "mkdir", "rmdir", "fsync", "open")
 

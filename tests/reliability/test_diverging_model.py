@@ -15,7 +15,7 @@ import torch
 import envs
 import mbrl.algorithms.pets as pets
 from controllers import ModelDivergedError
-from mbrl.models import EnsembleDynamics
+from mbrl.learning.models import EnsembleDynamics
 from tests.mbrl.test_pets import TINY
 
 

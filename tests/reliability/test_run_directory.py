@@ -17,9 +17,9 @@ import pytest
 
 from mbrl.algorithms.pets import train_pets
 from mbrl.errors import RunDirError
-from mbrl.models import EnsembleConfig
-from mbrl.rundir import checkpoint_episode
-from mbrl.training import TrainConfig
+from mbrl.learning.models import EnsembleConfig
+from mbrl.learning.training import TrainConfig
+from mbrl.runs.rundir import checkpoint_episode
 from tests.mbrl.test_pets import TINY, KilledError, killed_after, without_timing
 from tests.reliability.test_configuration import run_cli
 

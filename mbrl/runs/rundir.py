@@ -1,7 +1,7 @@
 """Run directories: one folder per run, with its config, metrics, plots and video.
 
-Files are written atomically (to a temporary file in the same folder, then renamed), so a run
-that is killed leaves either the old file or the new one, never half of one.
+Files are written atomically (`mbrl.files`: to a temporary file in the same folder, then
+renamed), so a run that is killed leaves either the old file or the new one, never half of one.
 
 A run that resumes keeps one commit point per episode: `commit_checkpoint` writes everything an
 episode saves into a hidden folder, records each file's SHA-256 in `manifest.json` last, and
@@ -15,21 +15,17 @@ temporary files, verifies the latest checkpoint, and publishes it again.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
 
 from mbrl.errors import RunDirError
+from mbrl.files import read_json, sync_folder, write_json
 
 #: The folder of a run's committed checkpoints.
 CHECKPOINTS = "checkpoints"
@@ -88,9 +84,9 @@ def commit_checkpoint(run_dir: Path, episode: int, write: Callable[[Path], None]
         "episode": episode,
         "files": {p.name: _digest(p) for p in sorted(partial.iterdir()) if p.name != MANIFEST},
     })
-    _sync_folder(partial)
+    sync_folder(partial)
     os.rename(partial, final)
-    _sync_folder(checkpoints)
+    sync_folder(checkpoints)
     return final
 
 
@@ -177,78 +173,9 @@ def recover(run_dir: Path, published: Iterable[str]) -> Path | None:
     return checkpoint
 
 
-def read_json(path: Path) -> Any:
-    """The JSON value in the file `path`.
-
-    Raises:
-        RunDirError: naming the file, if it is missing, unreadable or not JSON.
-    """
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{path} is missing") from None
-    except OSError as error:
-        raise RunDirError(f"cannot read {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunDirError(f"{path} is not valid JSON ({error}): the file is damaged") from None
-
-
 def _digest(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the folder's entries (new names, renames) durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of `path` for writing; rename it over `path` on success."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's files are private; a run's files are not
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, payload: Any) -> None:
-    """Write `payload` (dataclasses allowed) as indented JSON, atomically."""
-
-    def default(obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclasses.asdict(obj)
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"cannot write {type(obj).__name__} as JSON")
-
-    with atomic_open(path) as handle:
-        json.dump(payload, handle, indent=2, default=default)
-        handle.write("\n")
-
-
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write rows with the same keys as CSV with a header, atomically."""
-    if not rows:
-        raise ValueError(f"no rows to write to {path}")
-    with atomic_open(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from mbrl.propagation import Ensemble, TaskFunctions
+from mbrl.learning.propagation import Ensemble, TaskFunctions
 
 Dynamics = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Cost = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

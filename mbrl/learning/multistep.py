@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mbrl.data import ReplayBuffer
-from mbrl.models import DynamicsModel
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import DynamicsModel
 
 #: Standard deviations either side of the mean that `within_two_std` counts.
 TWO_STD = 2.0

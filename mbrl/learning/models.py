@@ -3,7 +3,7 @@
 Chua et al. (2018), "Deep Reinforcement Learning in a Handful of Trials using Probabilistic
 Dynamics Models" (PETS): each of E members is an MLP from `[obs, act]` to a Gaussian over the
 change of observation, `next_obs - obs`; members differ by their initial weights and by the
-bootstrap sample they are trained on (`mbrl.training.fit`). The interfaces follow
+bootstrap sample they are trained on (`mbrl.learning.training.fit`). The interfaces follow
 facebookresearch/mbrl-lib (`forward`, `loss`, elite members), without Hydra.
 
 Inputs and outputs are normalised inside the model (`Normalizer`, fitted on training data and

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from controllers.validation import check_types, require, require_positive
-from mbrl.data import ReplayBuffer
-from mbrl.models import EnsembleDynamics
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleDynamics
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ one torch file holding a dict: a format tag and version, the constructor argumen
 `EnsembleDynamics` (dimensions and `EnsembleConfig` as plain values), its state dict (weights,
 log-variance bounds, normalisers, elite members) and the caller's `extra` values.
 
-Files are written atomically (`mbrl.rundir.atomic_open`) and read with
+Files are written atomically (`mbrl.runs.rundir.atomic_open`) and read with
 `torch.load(weights_only=True)`, which restores tensors and plain containers and never runs
 code from the file. Anything that is not a checkpoint of ours is refused with a `ValueError`
 naming the file and what is wrong with it.
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.rundir import atomic_open
+from mbrl.files import atomic_open
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
 
 #: The tag that marks a checkpoint written by `save_model`.
 FORMAT = "mbrl.EnsembleDynamics"
@@ -135,7 +135,7 @@ def _check_payload(path: Path, payload: Any) -> None:
             what = f"dict without the format tag {FORMAT!r}"
         raise ValueError(
             f"{path} is a torch file but not a model checkpoint written by "
-            f"mbrl.checkpoint.save_model: it holds a {what}"
+            f"mbrl.learning.checkpoint.save_model: it holds a {what}"
         )
     version = payload.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:

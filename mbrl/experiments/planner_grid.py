@@ -11,7 +11,8 @@ through; the episode itself always runs on the real simulator:
   and DDP, on the tasks whose observation is written below as a torch function of the joint
   state);
 - `ensemble`: a PETS probabilistic ensemble fitted once per task to logged data
-  (`mbrl.logged_data`: random episodes and a noisy MPC expert), saved under `OUT/models/`;
+  (`mbrl.experiments.logged_data`: random episodes and a noisy MPC expert), saved under
+  `OUT/models/`;
   the sampling planners propagate particles through it (trajectory sampling), MCTS and the
   gradient-based solvers its members' mean.
 
@@ -61,14 +62,14 @@ from controllers import (
 )
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
-from mbrl.checkpoint import load_model, save_model
-from mbrl.episodes import record_replan_ms, rollout
-from mbrl.logged_data import TaskDataConfig, log_task_data
-from mbrl.models import EnsembleConfig, EnsembleDynamics
-from mbrl.optimal_control import ensemble_dynamics
-from mbrl.plots import new_figure, save_png
-from mbrl.propagation import ModelDynamics, Propagation
-from mbrl.training import TrainConfig, fit_buffer
+from mbrl.control.episodes import record_replan_ms, rollout
+from mbrl.experiments.logged_data import TaskDataConfig, log_task_data
+from mbrl.learning.checkpoint import load_model, save_model
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.propagation import ModelDynamics, Propagation
+from mbrl.learning.solver_dynamics import ensemble_dynamics
+from mbrl.learning.training import TrainConfig, fit_buffer
+from mbrl.runs.plots import new_figure, save_png
 
 log = logging.getLogger(__name__)
 

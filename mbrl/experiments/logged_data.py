@@ -33,8 +33,8 @@ from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig, Planne
 from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
 from mbrl.config import require_known_env
-from mbrl.data import ReplayBuffer
-from mbrl.episodes import Agent, RandomAgent, rollout
+from mbrl.control.episodes import Agent, RandomAgent, rollout
+from mbrl.learning.data import ReplayBuffer
 
 #: Planners the expert can use, by name.
 EXPERT_PLANNERS = ("cem", "mppi")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from mbrl.rundir import atomic_open
+from mbrl.files import atomic_open
 
 #: The names of the per-transition arrays, in the order `arrays()` returns them.
 FIELDS: tuple[str, ...] = (

@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 
 from controllers import MPC
-from mbrl.data import ReplayBuffer
+from mbrl.learning.data import ReplayBuffer
 
 
 class Agent(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mbrl.rundir import atomic_open
+from mbrl.files import atomic_open
 
 
 def new_figure(**kwargs: Any) -> Any:

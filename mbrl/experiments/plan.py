@@ -23,11 +23,11 @@ import envs
 from controllers import CEM, MPC, CEMConfig, MPCConfig
 from controllers.validation import check_types, require, require_positive
 from envs.dynamics import SimulatorDynamics
-from mbrl import plots
 from mbrl.config import require_known_env
-from mbrl.episodes import Step, rollout
-from mbrl.rundir import write_csv, write_json
-from mbrl.video import try_render, write_video
+from mbrl.control.episodes import Step, rollout
+from mbrl.files import write_csv, write_json
+from mbrl.runs import plots
+from mbrl.runs.video import try_render, write_video
 
 
 @dataclass(frozen=True)
