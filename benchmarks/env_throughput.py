@@ -43,7 +43,7 @@ from dm_control import suite
 import envs
 from benchmarks.provenance import RESULTS, provenance
 from envs import mujoco_physics
-from envs.bullet import CartpoleSwingupEnv
+from envs.cartpole_bullet import CartpoleSwingupEnv
 
 #: Envs whose wrapper cost has a target: at most 10% over the raw step.
 TARGETS = {"dmc/cartpole-swingup": 1.10, "mujoco/cartpole-swingup": 1.10}

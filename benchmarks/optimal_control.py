@@ -47,11 +47,12 @@ import torch
 
 import envs
 from benchmarks.provenance import RESULTS, provenance
-from controllers import CEM, MPC, CEMConfig, ILQRConfig, ILQRPlanner, MPCConfig
+from controllers import MPC, ILQRConfig, MPCConfig
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
 from controllers.ilqr import ilqr
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state, set_joint_state
 from mbrl.control.episodes import Step, rollout
+from mbrl.control.planners import GradientProblem, PlanningProblem, build_planner
 from mbrl.learning.checkpoint import load_model
 from mbrl.learning.solver_dynamics import ensemble_dynamics
 
@@ -213,10 +214,11 @@ def offline(problem: SwingUp) -> dict[str, Any]:
               f"({result.stop_reason}), cost {result.cost:.3f}, return "
               f"{rows[name]['return']:.1f}", flush=True)
     budget_s = max(rows["iLQR"]["solve_s"], rows["DDP"]["solve_s"])
-    planner = CEM(SimulatorDynamics(env), low, high, CEMConfig(
-        horizon=problem.horizon, population=200, elites=20, iterations=10_000,
-        momentum=0.1, initial_std=0.5,
-    ), generator=torch.Generator().manual_seed(0))
+    planner = build_planner(
+        "cem", PlanningProblem(SimulatorDynamics(env), low, high, problem.horizon,
+                               torch.Generator().manual_seed(0)),
+        population=200, elites=20, iterations=10_000, momentum=0.1, initial_std=0.5,
+    )
     env.set_state(start)
     started = time.perf_counter()
     plan = planner.plan(torch.from_numpy(start), deadline=started + budget_s)
@@ -281,18 +283,21 @@ def mpc_comparison(seeds: list[int]) -> dict[str, Any]:
                         budget: float | None) -> MPC:
         dynamics = JointSpaceDynamics(env, "control_step", centred=False)
         low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
-        planner = ILQRPlanner(
-            dynamics, cost, final_cost, horizon, low, high,
-            ILQRConfig(max_iterations=iterations, second_order=second_order),
-            initial_controls=problem.initial_controls(horizon),
+        gradient = GradientProblem(dynamics, cost, final_cost, problem.initial_controls(horizon))
+        planner = build_planner(
+            "ddp" if second_order else "ilqr",
+            PlanningProblem(None, low, high, horizon, torch.Generator(), gradient),
+            max_iterations=iterations,
         )
         return MPC(planner, MPCConfig(replan_every=replan_every, time_budget_ms=budget))
 
     def cem_controller(env: envs.RobotEnv, seed: int) -> MPC:
         low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
-        planner = CEM(SimulatorDynamics(env), low, high, CEMConfig(
-            horizon=horizon, population=32, elites=4, iterations=100, keep_elites_fraction=0.5,
-        ), generator=torch.Generator().manual_seed(seed))
+        planner = build_planner(
+            "cem", PlanningProblem(SimulatorDynamics(env), low, high, horizon,
+                                   torch.Generator().manual_seed(seed)),
+            population=32, elites=4, iterations=100, keep_elites_fraction=0.5,
+        )
         return MPC(planner, MPCConfig(replan_every=replan_every, time_budget_ms=budget_ms))
 
     joint, full = joint_state, lambda env: env.get_state()
@@ -381,8 +386,11 @@ def learned(model_path: Path, seeds: list[int]) -> dict[str, Any]:
     for seed in seeds:
         env = envs.make("dmc/cartpole-swingup", action_repeat=action_repeat)
         low, high = torch.tensor(env.task.action_low), torch.tensor(env.task.action_high)
-        planner = ILQRPlanner(dynamics, cost, final_cost, horizon, low, high,
-                              ILQRConfig(max_iterations=iterations))
+        planner = build_planner(
+            "ilqr", PlanningProblem(None, low, high, horizon, torch.Generator(),
+                                    GradientProblem(dynamics, cost, final_cost)),
+            max_iterations=iterations,
+        )
         controller = MPC(planner, MPCConfig(replan_every=1))
         episode = run_episode(env, controller, lambda env: env.observe(), seed)
         episodes.append(episode)

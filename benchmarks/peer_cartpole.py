@@ -3,7 +3,7 @@ learned model (`benchmarks/peer_workers/mbrl_lib_worker.py`).
 
 It is imported by file path inside each peer's own virtual environment, so it imports nothing
 of the toolkit; `tests/benchmarks/test_peer_mbrl_lib.py` checks that it equals
-`envs.tasks.CartpoleSwingupTask().reward`, so the two cannot drift apart.
+`envs.cartpole.CartpoleSwingupTask().reward`, so the two cannot drift apart.
 
 Observation `[cart_x, cos, sin, cart_v, pole_w]` (angle 0 upright), action `[force]` in
 [-1, 1]. The reward (Tassa et al. 2018, "DeepMind Control Suite") is

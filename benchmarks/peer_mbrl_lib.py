@@ -52,9 +52,16 @@ import torch
 
 import envs
 from benchmarks.peer_venvs import TORCH, Worker, load_problem, peer_python
-from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig
-from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller
+from controllers import MPC, CEMConfig, MPCConfig, MPPIConfig
+from mbrl.algorithms.pets import (
+    PETSConfig,
+    model_input,
+    planning_controller,
+    resolved_planner,
+    with_planner,
+)
 from mbrl.control.episodes import RandomAgent, rollout
+from mbrl.control.planners import PlanningProblem, build_planner
 from mbrl.learning.checkpoint import load_model
 from mbrl.learning.models import EnsembleDynamics, EnsembleLinear
 
@@ -277,6 +284,9 @@ class ProblemObjective:
     """The shared objective (`peer_problem.sequence_returns`, the very function mbrl-lib's
     optimizers are given) as our planners' `SequenceDynamics`."""
 
+    #: The objective computes in float32, as mbrl-lib's optimizers do: ours sample in it too.
+    dtype = torch.float32
+
     def __init__(self, problem: ModuleType) -> None:
         self.problem = problem
 
@@ -287,23 +297,23 @@ class ProblemObjective:
 
 
 def _our_pendulum_cem(problem: ModuleType, settings: MbrlLibCEM, seed: int) -> MPC:
-    action_range = problem.ACTION_HIGH - problem.ACTION_LOW
-    planner = CEM(
-        ProblemObjective(problem), torch.tensor([problem.ACTION_LOW]),
-        torch.tensor([problem.ACTION_HIGH]), settings.ours(action_range),
-        generator=torch.Generator().manual_seed(seed), dtype=torch.float32,
-    )
+    config = settings.ours(problem.ACTION_HIGH - problem.ACTION_LOW)
+    planner = build_planner("cem", _pendulum_problem(problem, config.horizon, seed), config=config)
     return MPC(planner, MPCConfig(replan_every=1))
 
 
 def _our_pendulum_mppi(problem: ModuleType, settings: MbrlLibMPPI, seed: int) -> MPC:
-    action_range = problem.ACTION_HIGH - problem.ACTION_LOW
-    planner = MPPI(
-        ProblemObjective(problem), torch.tensor([problem.ACTION_LOW]),
-        torch.tensor([problem.ACTION_HIGH]), settings.ours(action_range),
-        generator=torch.Generator().manual_seed(seed), dtype=torch.float32,
-    )
+    config = settings.ours(problem.ACTION_HIGH - problem.ACTION_LOW)
+    planner = build_planner("mppi", _pendulum_problem(problem, config.horizon, seed),
+                            config=config)
     return MPC(planner, MPCConfig(replan_every=1))
+
+
+def _pendulum_problem(problem: ModuleType, horizon: int, seed: int) -> PlanningProblem:
+    """The shared pendulum objective as a planning problem of the registry."""
+    return PlanningProblem(ProblemObjective(problem), torch.tensor([problem.ACTION_LOW]),
+                           torch.tensor([problem.ACTION_HIGH]), horizon,
+                           torch.Generator().manual_seed(seed))
 
 
 def _compare_pendulum(
@@ -469,14 +479,12 @@ def _compare_pets(
     if conversion["mean_max_abs"] > 1e-4 or conversion["var_max_rel"] > 1e-4:
         raise RuntimeError(f"the exported ensemble predicts differently in mbrl-lib: {conversion}")
     action_range = float(env.task.action_high[0] - env.task.action_low[0])
-    equal = PETSConfig(
+    equal = with_planner(PETSConfig(
         env_id=run["env_id"], action_repeat=run["action_repeat"], particles=pets.particles,
-        propagation=PROPAGATIONS[pets.propagation], planner=pets.cem.ours(action_range),
-    )
-    cheap = dataclasses.replace(
+        propagation=PROPAGATIONS[pets.propagation]), "cem", pets.cem.ours(action_range))
+    cheap = with_planner(dataclasses.replace(
         equal, particles=pets.cheap_particles, propagation=pets.cheap_propagation,
-        planner=pets.cheap_planner,
-    )
+    ), "cem", pets.cheap_planner)
 
     log.info("PETS planning step: %d pairs at mbrl-lib's default CEM", pets.timing_pairs)
     ours = planning_controller(model, env.task, equal, torch.Generator().manual_seed(0))
@@ -511,9 +519,9 @@ def _compare_pets(
         "settings": {
             "mbrl_lib": {**asdict(pets.cem), "particles": pets.particles,
                          "propagation": pets.propagation},
-            "ours_equal": {**asdict(equal.planner), "particles": equal.particles,
+            "ours_equal": {**asdict(resolved_planner(equal)), "particles": equal.particles,
                            "propagation": equal.propagation},
-            "ours_cheap": {**asdict(cheap.planner), "particles": cheap.particles,
+            "ours_cheap": {**asdict(resolved_planner(cheap)), "particles": cheap.particles,
                            "propagation": cheap.propagation},
         },
         "differences": [

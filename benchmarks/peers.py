@@ -50,7 +50,8 @@ from benchmarks.peer_venvs import (
     peer_python,
 )
 from benchmarks.provenance import RESULTS, provenance
-from controllers import MPC, MPPI, MPCConfig, MPPIConfig
+from controllers import MPC, MPCConfig, MPPIConfig
+from mbrl.control.planners import PlanningProblem, build_planner
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class MPPISettings:
 
 class ProblemDynamics:
     """The shared problem as our planners' `Dynamics`: reward = -cost."""
+
+    #: The problem computes in float32, as pytorch_mppi does: the planner samples in it too.
+    dtype = torch.float32
 
     def __init__(self, problem: ModuleType) -> None:
         self.problem = problem
@@ -92,10 +96,9 @@ def our_controller(problem: ModuleType, settings: MPPISettings, seed: int) -> MP
         temperature=settings.temperature,
         noise_std=settings.noise_sigma / (problem.ACTION_HIGH - problem.ACTION_LOW),
     )
-    # The problem computes in float32, as pytorch_mppi does: sampling in float32 as well.
-    planner = MPPI(ProblemDynamics(problem), low, high, config,
-                   generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
-    return MPC(planner, MPCConfig(replan_every=1))
+    planning = PlanningProblem(ProblemDynamics(problem), low, high, settings.horizon,
+                               torch.Generator().manual_seed(seed))
+    return MPC(build_planner("mppi", planning, config=config), MPCConfig(replan_every=1))
 
 
 def compare_pytorch_mppi(

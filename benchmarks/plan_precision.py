@@ -35,7 +35,7 @@ import torch
 import envs
 from benchmarks.provenance import RESULTS, provenance
 from controllers import CEM, MPC
-from mbrl.algorithms.pets import PETSConfig, model_input
+from mbrl.algorithms.pets import PETSConfig, model_input, resolved_planner
 from mbrl.config import load as load_config
 from mbrl.learning.models import EnsembleDynamics
 from mbrl.learning.propagation import ModelDynamics, Propagation
@@ -65,7 +65,7 @@ def controller(config: PETSConfig, model: EnsembleDynamics, task: envs.Task,
     dynamics = ModelDynamics(model, task, config.particles, Propagation(config.propagation),
                              torch.Generator().manual_seed(0))
     planner = CEM(dynamics, torch.tensor(task.action_low), torch.tensor(task.action_high),
-                  config.planner, torch.Generator().manual_seed(0), dtype=dtype)
+                  resolved_planner(config), torch.Generator().manual_seed(0), dtype=dtype)
     return MPC(planner, config.mpc)
 
 

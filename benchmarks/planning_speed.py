@@ -40,11 +40,9 @@ import torch
 import envs
 import mbrl.learning.models
 from benchmarks.provenance import RESULTS, provenance
-from controllers import CEM
-from mbrl.algorithms.pets import PETSConfig
+from mbrl.algorithms.pets import PETSConfig, planning_controller, resolved_planner
 from mbrl.config import load as load_config
 from mbrl.learning.models import EnsembleDynamics
-from mbrl.learning.propagation import ModelDynamics, Propagation
 
 #: Lowest acceptable efficiency (reference / planner) per case.
 TARGETS = {"pets": 0.85}
@@ -105,13 +103,12 @@ def measure(case: PETSConfig, task: envs.Task, obs: torch.Tensor, repeats: int) 
     generator = torch.Generator().manual_seed(0)
     obs_dim, act_dim = task.obs_dim, len(task.action_low)
     model = EnsembleDynamics(obs_dim, act_dim, case.model, generator).eval()
-    dynamics = ModelDynamics(model, task, case.particles, Propagation.TS_INFINITY, generator)
-    low, high = torch.tensor(task.action_low), torch.tensor(task.action_high)
-    planner = CEM(dynamics, low, high, case.planner, generator)
+    planner = planning_controller(model, task, case, generator).planner
+    settings = resolved_planner(case)
 
     members = case.model.ensemble_size
-    rows = case.planner.population * case.particles // members  # per member, per step
-    steps = case.planner.horizon * case.planner.iterations
+    rows = settings.population * case.particles // members  # per member, per step
+    steps = settings.horizon * settings.iterations
     parameters = dict(model.named_parameters())
     weights = [w.detach() for name, w in parameters.items() if name.endswith(".weight")]
     biases = [b.detach() for name, b in parameters.items() if name.endswith(".bias")]
@@ -172,7 +169,7 @@ def _case_dict(case: PETSConfig) -> dict[str, Any]:
     return {
         "model": case.model.to_dict(),
         "particles": case.particles,
-        "planner": dataclasses.asdict(case.planner),
+        "planner": case.planner, "planner_settings": dataclasses.asdict(resolved_planner(case)),
     }
 
 

@@ -46,8 +46,9 @@ class CEMConfig:
     horizon: int = 25
     #: Action sequences sampled per iteration, N (the first iteration's, if it decays).
     population: int = 400
-    #: Best sequences that refit the sampling distribution, K.
-    elites: int = 40
+    #: Best sequences that refit the sampling distribution, K; None: the one rule used
+    #: everywhere, a tenth of the population, at least one (`num_elites`).
+    elites: int | None = None
     #: Refits per call of `plan`.
     iterations: int = 5
     #: Weight of the previous distribution in each refit (0: none).
@@ -65,9 +66,9 @@ class CEMConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        require_positive(self, "horizon", "population", "elites", "iterations")
-        require(self, "elites", self.elites <= self.population,
-                f"must not exceed population ({self.population})")
+        require_positive(self, "horizon", "population", "iterations")
+        require(self, "elites", self.elites is None or 1 <= self.elites <= self.population,
+                f"must be in [1, population ({self.population})] or null")
         require(self, "momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)")
         require(self, "initial_std", self.initial_std > 0.0, "must be > 0")
         require(self, "noise_beta", self.noise_beta >= 0.0, "must be >= 0")
@@ -76,13 +77,19 @@ class CEMConfig:
         require(self, "population_decay", self.population_decay >= 1.0, "must be >= 1")
 
     @property
+    def num_elites(self) -> int:
+        """K: `elites`, or a tenth of the population (at least one) when it is None, the
+        ratio of PETS (Chua et al. 2018: 40 of 400) and of mbrl-lib's `elite_ratio`."""
+        return self.elites if self.elites is not None else max(1, self.population // 10)
+
+    @property
     def kept_elites(self) -> int:
         """Elites carried into the next iteration: `keep_elites_fraction * K`, rounded."""
-        return round(self.keep_elites_fraction * self.elites)
+        return round(self.keep_elites_fraction * self.num_elites)
 
     def population_at(self, iteration: int) -> int:
         """Fresh samples drawn at `iteration` (0-based): `max(K, N / gamma**iteration)`."""
-        return max(self.elites, int(self.population / self.population_decay**iteration))
+        return max(self.num_elites, int(self.population / self.population_decay**iteration))
 
 
 class CEM(SamplingPlanner):
@@ -149,7 +156,7 @@ class CEM(SamplingPlanner):
             if kept is not None:
                 samples = torch.cat([samples, kept])
             returns = sequence_returns(self.dynamics, state, samples)
-            elite_returns, elite_index = torch.topk(returns, cfg.elites)
+            elite_returns, elite_index = torch.topk(returns, cfg.num_elites)
             elites = samples[elite_index]
             mean = cfg.momentum * mean + (1 - cfg.momentum) * elites.mean(dim=0)
             std = cfg.momentum * std + (1 - cfg.momentum) * elites.std(dim=0, unbiased=False)

@@ -12,7 +12,8 @@ One call of `plan`:
     mean <- warm start (or mid-range)
     for each iteration (at least one; stop before one that would end past the deadline):
         N samples clamp(mean + noise_std * range * white noise)
-        weights <- softmax(returns / lambda); a diverged rollout (-inf) weighs exactly 0
+        weights <- softmax(returns / lambda) (returns over their spread if normalised);
+            a diverged rollout (-inf) weighs exactly 0
         if every rollout diverged: raise on the first iteration, else stop with the mean
         mean <- sum of weights * samples (inside the bounds: a convex combination)
     return the mean
@@ -46,8 +47,12 @@ class MPPIConfig:
     population: int = 400
     #: Weighted-average updates per call of `plan`.
     iterations: int = 1
-    #: Temperature lambda of the weights softmax(return / lambda), in units of return.
+    #: Temperature lambda of the weights softmax(return / lambda), in units of return (or, with
+    #: `normalize_returns`, of the iteration's spread of returns).
     temperature: float = 1.0
+    #: Divide the returns by their spread (best minus worst finite return) before the softmax,
+    #: so that `temperature` means the same on any task's reward scale.
+    normalize_returns: bool = False
     #: Standard deviation of the perturbations, as a fraction of each action's range.
     noise_std: float = 0.3
 
@@ -58,14 +63,24 @@ class MPPIConfig:
         require(self, "noise_std", self.noise_std > 0.0, "must be > 0")
 
 
-def path_integral_weights(returns: torch.Tensor, temperature: float) -> torch.Tensor | None:
-    """Weights `[N]` = softmax(`returns` `[N]` / `temperature`), or `None` if all are -inf.
+def path_integral_weights(
+    returns: torch.Tensor, temperature: float, normalize: bool = False
+) -> torch.Tensor | None:
+    """Weights `[N]` = softmax(`returns` `[N]` / `temperature`), or `None` if all are -inf;
+    with `normalize`, the returns are first divided by their spread (largest minus smallest
+    finite return; equal returns weigh equally).
 
     The softmax subtracts the largest return before exponentiating, so no return overflows; a
     `-inf` return (a diverged rollout) gets weight exactly 0.
     """
-    if not math.isfinite(float(returns.max())):
+    best = float(returns.max())
+    if not math.isfinite(best):
         return None
+    if normalize:
+        finite = returns[torch.isfinite(returns)]
+        spread = best - float(finite.min())
+        if spread > 0.0:
+            returns = returns / spread
     return torch.softmax(returns / temperature, dim=0)
 
 
@@ -127,7 +142,7 @@ class MPPI(SamplingPlanner):
             samples = torch.addcmul(mean, std, noise).clamp_(self.action_low, self.action_high)
             returns = sequence_returns(self.dynamics, state, samples)
             done += 1
-            weights = path_integral_weights(returns, cfg.temperature)
+            weights = path_integral_weights(returns, cfg.temperature, cfg.normalize_returns)
             if weights is None:
                 if done == 1:
                     raise diverged("MPPI", cfg.population)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium
@@ -255,6 +255,14 @@ class RobotEnv(gymnasium.Env[Array, Array], abc.ABC):
         self._set_state(s[:-1])
         self._elapsed_steps = int(s[-1])
         self._needs_reset = self._elapsed_steps >= self.max_episode_steps
+
+    @property
+    def joint_observation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The robot's observation map in torch: observations `[..., do]` of joint states
+        `[joint positions, joint velocities]` `[..., 2 nq]`, batched and differentiable (the
+        residual of iLQR on the simulator; a `JointState` message observed as the env would);
+        None where the observation is not a function of the joint state alone."""
+        return None
 
     # ----------------------------------------------------------------- backend hooks
     @abc.abstractmethod

@@ -20,9 +20,9 @@ from dm_control import suite
 from numpy.typing import NDArray
 
 from envs import mujoco_physics
+from envs.cartpole import CartpoleSwingupTask
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
 from envs.rewards import tolerance
-from envs.tasks import CartpoleSwingupTask
 
 _UNIT_BOX = (np.array([-1.0]), np.array([1.0]))
 

@@ -10,7 +10,7 @@ The time limit and Gymnasium's terminated/truncated distinction live in `RobotEn
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium
@@ -78,6 +78,10 @@ class RobotWrapper(RobotEnv):
 
     def observe(self) -> Array:
         return self.inner.observe()
+
+    @property
+    def joint_observation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return self.inner.joint_observation
 
     #: Backend extras that mean the same through this wrapper and pass through to `inner`.
     passthrough: frozenset[str] = frozenset({"linearize", "rollout"})

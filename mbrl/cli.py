@@ -1,7 +1,9 @@
 """The `mbrl` command: one entry point, one subcommand per job.
 
     mbrl envs                      list the simulated robots and tasks
-    mbrl plan --env ID ...         MPC with CEM on the true simulator; writes a run directory
+    mbrl planners                  list the registered planners
+    mbrl plan --planner NAME --env ID [--model RUN_DIR]
+                                   MPC through the true simulator or a trained run's model
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
     mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
     mbrl bench planners ...        planners x tasks x dynamics x budgets x seeds; Pareto plot
@@ -20,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 DESCRIPTION = """\
@@ -40,32 +42,66 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_planners(args: argparse.Namespace) -> int:
+    from mbrl.control.planners import planner_names, planner_spec
+
+    for name in planner_names():
+        spec = planner_spec(name)
+        print(f"{name:<16} {spec.description} (settings: {spec.config_type.__name__})")
+    return 0
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mbrl.experiments.plan import TrueModelMPCConfig, run_true_model_mpc
+    from mbrl.experiments.plan import PlanConfig, prepare_plan, run_plan
     from mbrl.runs.rundir import new_run_dir
 
-    config = TrueModelMPCConfig(
-        env_id=args.env, steps=args.steps, action_repeat=args.action_repeat,
-        horizon=args.horizon, population=args.population, elites=args.elites,
-        iterations=args.iterations, replan_every=args.replan_every, seed=args.seed,
-        video=not args.no_video,
+    defaults = PlanConfig()
+    with_model = args.model is not None
+    config = PlanConfig(
+        env_id=args.env if with_model or args.env else defaults.env_id,
+        planner=args.planner, planner_settings=_planner_settings(args), model=args.model,
+        steps=args.steps, horizon=args.horizon, replan_every=args.replan_every,
+        action_repeat=(args.action_repeat if with_model or args.action_repeat
+                       else defaults.action_repeat),
+        time_budget_ms=args.budget_ms, seed=args.seed, video=not args.no_video,
     )
-    run_dir = new_run_dir(args.out, f"plan-{args.env}")
+    prepared = prepare_plan(config)  # every refusal before the run directory exists
+    run_dir = new_run_dir(args.out, f"plan-{args.planner}-{prepared.env.env_id}")
     print(f"run directory: {run_dir}")
-    summary = run_true_model_mpc(
+    summary = run_plan(
         config, run_dir,
-        progress=lambda steps: tqdm(steps, desc=f"CEM-MPC {args.env}", unit="step"),
+        progress=lambda steps: tqdm(steps, desc=f"{args.planner} MPC", unit="step"),
+        prepared=prepared,
     )
     print(json.dumps(summary, indent=2))
     print(f"plot: {run_dir / 'trajectory.png'}")
     return 0
 
 
+def _planner_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The planner settings given as options: --population, --iterations and --set."""
+    from controllers.validation import ConfigError
+
+    settings: dict[str, Any] = {
+        name: getattr(args, name) for name in ("population", "iterations")
+        if getattr(args, name, None) is not None
+    }
+    for item in args.set or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("planner_settings", f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text  # a bare word: a string setting
+    return settings
+
+
 #: Options of `mbrl train pets` that a resumed run may not change (its config.json holds them).
-_FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "horizon", "population", "particles",
-                    "seed", "out")
+_FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "planner", "horizon", "population",
+                    "iterations", "set", "particles", "seed", "out")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -126,6 +162,10 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     from mbrl.runs.provenance import provenance
     from mbrl.runs.rundir import check_out_folder
 
+    preset = planner_grid.PRESETS[args.preset]
+    for name in ("planners", "tasks", "dynamics", "budgets_ms", "seeds"):
+        if getattr(args, name) is None:
+            setattr(args, name, preset[name])
     cells, left_out = planner_grid.grid(args.planners, args.tasks, args.budgets_ms, args.seeds,
                                         args.dynamics)
     for entry in left_out:
@@ -140,7 +180,8 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     )
     points = planner_grid.summarise(rows)
     write_json(out / "planner_grid.json", {
-        **provenance(outputs=[out]), "grid": {"planners": args.planners, "tasks": args.tasks,
+        **provenance(outputs=[out]), "grid": {"preset": args.preset,
+                                              "planners": args.planners, "tasks": args.tasks,
                                  "dynamics": args.dynamics, "budgets_ms": args.budgets_ms,
                                  "seeds": args.seeds},
         "left_out": left_out,
@@ -163,18 +204,17 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
     """`config` with the options given on the command line put in."""
     top = {
         name: getattr(args, name)
-        for name in ("env_id", "episodes", "action_repeat", "seed", "particles")
+        for name in ("env_id", "episodes", "action_repeat", "seed", "particles", "horizon")
         if getattr(args, name) is not None
     }
-    planner = {
-        name: getattr(args, name) for name in ("horizon", "population")
-        if getattr(args, name) is not None
-    }
-    if args.population is not None:
-        planner["elites"] = max(1, args.population // 10)
-    return dataclasses.replace(
-        config, **top, planner=dataclasses.replace(config.planner, **planner)
-    )
+    given = _planner_settings(args)
+    if args.planner is not None and args.planner != config.planner:
+        # Another planner: the file's settings were for the old one.
+        return dataclasses.replace(config, **top, planner=args.planner, planner_settings=given)
+    settings = {**config.planner_settings, **given}
+    if "population" in given and "elites" not in given:
+        settings.pop("elites", None)  # the rule's tenth of the new population
+    return dataclasses.replace(config, **top, planner_settings=settings)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -199,8 +239,14 @@ class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `mbrl` and its subcommands."""
+#: The subcommands: name, one line of help, and what adds its parser.
+_COMMANDS: dict[str, tuple[str, Callable[[Any], None]]] = {}
+
+
+def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of `mbrl` and its subcommands; with `only`, the subcommands not
+    in it get a line of help and no options, so that `mbrl --help` imports nothing heavy
+    (each subcommand's options read their defaults from the library)."""
     # No abbreviated options: `--budget` must not quietly mean `--budgets-ms`.
     parser = argparse.ArgumentParser(
         prog="mbrl", allow_abbrev=False, description=DESCRIPTION,
@@ -208,50 +254,87 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (summary, add) in _COMMANDS.items():
+        if only is None or name in only:
+            add(commands)
+        else:
+            commands.add_parser(name, help=summary, add_help=False)
+    return parser
 
+
+def _add_envs(commands: Any) -> None:
+    """`mbrl envs`."""
     listing = commands.add_parser(
         "envs", help="list the registered robots and tasks", allow_abbrev=False,
         description="List every registered env id with what it asks.")
     listing.set_defaults(run=_cmd_envs, parser=listing)
 
-    from mbrl.experiments.plan import TrueModelMPCConfig
 
-    defaults = TrueModelMPCConfig()
+def _add_planners(commands: Any) -> None:
+    """`mbrl planners`."""
+    listing = commands.add_parser(
+        "planners", help="list the registered planners", allow_abbrev=False,
+        description="List every planner of the registry (mbrl.control.planners) with what it "
+        "does and the dataclass that holds its settings.")
+    listing.set_defaults(run=_cmd_planners, parser=listing)
+
+
+def _add_plan(commands: Any) -> None:
+    """`mbrl plan`."""
+    from mbrl.experiments.plan import PlanConfig
+
+    defaults = PlanConfig()
     plan = commands.add_parser(
-        "plan", help="run MPC with CEM on the true simulator and plot the trajectory",
+        "plan", help="run MPC with any planner through the simulator or a trained model",
         allow_abbrev=False,
-        description="Plan through the exact physics (the upper bound a learned model can "
-        "reach): CEM from the simulator's state every step, one episode, then a run directory "
-        "with config.json, trajectory.csv, trajectory.png, summary.json and episode.mp4.",
+        description="One MPC episode with a registered planner (see `mbrl planners`), planning "
+        "through the exact physics (the bound a learned model can at best reach) or, with "
+        "--model, through a PETS run's ensemble; then a run directory with config.json, "
+        "trajectory.csv, trajectory.png, summary.json and episode.mp4.",
         formatter_class=_DefaultsOnce,
     )
-    plan.add_argument("--env", default=defaults.env_id, help="env id, see `mbrl envs`")
+    plan.add_argument("--planner", default=defaults.planner,
+                      help="a registered planner, see `mbrl planners`")
+    plan.add_argument("--env", help=f"env id, see `mbrl envs` (default: {defaults.env_id}; "
+                      "with --model: the run's)")
+    plan.add_argument("--model", metavar="RUN_DIR",
+                      help="plan through this `mbrl train pets` run's model instead of the "
+                      "true simulator")
     plan.add_argument("--steps", type=_positive, default=defaults.steps,
                       help="control steps in the episode")
-    plan.add_argument("--action-repeat", type=_positive, default=defaults.action_repeat,
-                      help="simulator steps per control step")
+    plan.add_argument("--action-repeat", type=_positive,
+                      help=f"simulator steps per control step (default: "
+                      f"{defaults.action_repeat}; with --model: the run's)")
     plan.add_argument("--horizon", type=_positive, default=defaults.horizon,
                       help="planning horizon in control steps")
-    plan.add_argument("--population", type=_positive, default=defaults.population,
-                      help="CEM samples per iteration")
-    plan.add_argument("--elites", type=_positive, default=defaults.elites,
-                      help="CEM elites per iteration")
-    plan.add_argument("--iterations", type=_positive, default=defaults.iterations,
-                      help="CEM iterations per replan")
+    plan.add_argument("--population", type=_positive,
+                      help="samples per iteration, for the sampling planners (default: the "
+                      "registry's)")
+    plan.add_argument("--iterations", type=_positive,
+                      help="iterations per replan (default: the registry's)")
+    plan.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="any other planner setting, as JSON (--set temperature=0.2); "
+                      "repeatable")
     plan.add_argument("--replan-every", type=_positive, default=defaults.replan_every,
                       help="replan every this many control steps")
+    plan.add_argument("--budget-ms", type=float,
+                      help="wall-clock budget of a replan, milliseconds (default: unlimited)")
     plan.add_argument("--seed", type=int, default=defaults.seed, help="episode and planner seed")
     plan.add_argument("--out", default="runs", help="folder for run directories")
     plan.add_argument("--no-video", action="store_true", help="do not render a video")
     plan.set_defaults(run=_cmd_plan, parser=plan)
 
+
+def _add_train(commands: Any) -> None:
+    """`mbrl train`."""
     from mbrl.algorithms.pets import PETSConfig
 
     pets_defaults = PETSConfig()
     train = commands.add_parser(
         "train", help="learn a dynamics model and plan through it (PETS)", allow_abbrev=False,
         description="PETS (Chua et al. 2018): random episodes, then fit a probabilistic "
-        "ensemble and plan with CEM through it, episode after episode. Writes config.json, "
+        "ensemble and plan through it (CEM, or any registered planner), episode after "
+        "episode. Writes config.json, "
         "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
         "a killed run from its last completed episode.",
         formatter_class=_DefaultsOnce,
@@ -268,12 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--action-repeat", type=_positive,
                        help=f"simulator steps per control step "
                        f"(default: {pets_defaults.action_repeat})")
+    train.add_argument("--planner",
+                       help=f"a registered planner, see `mbrl planners`; another than the "
+                       f"config's starts from the registry's settings "
+                       f"(default: {pets_defaults.planner})")
     train.add_argument("--horizon", type=_positive,
                        help=f"planning horizon in control steps "
-                       f"(default: {pets_defaults.planner.horizon})")
+                       f"(default: {pets_defaults.horizon})")
     train.add_argument("--population", type=_positive,
-                       help=f"CEM samples per iteration; elites are a tenth "
-                       f"(default: {pets_defaults.planner.population})")
+                       help=f"samples per iteration, for the sampling planners (CEM's elites "
+                       f"are a tenth) (default: "
+                       f"{pets_defaults.planner_settings.get('population')})")
+    train.add_argument("--iterations", type=_positive,
+                       help=f"planner iterations per replan (default: "
+                       f"{pets_defaults.planner_settings.get('iterations')})")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="any other planner setting, as JSON (--set momentum=0.2); "
+                       "repeatable")
     train.add_argument("--particles", type=_positive,
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
@@ -284,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the settings in its config.json; --episodes may extend or shorten it")
     train.set_defaults(run=_cmd_train, parser=train)
 
+
+def _add_eval(commands: Any) -> None:
+    """`mbrl eval`."""
     evaluate = commands.add_parser(
         "eval", help="replay a trained run's model and planner", allow_abbrev=False,
         description="Load RUN_DIR's model and planner settings, run episodes, and write "
@@ -296,7 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
 
-    from mbrl.experiments.planner_grid import PLANNERS, SOURCES, TASKS
+
+def _add_bench(commands: Any) -> None:
+    """`mbrl bench`."""
+    from mbrl.control.planners import planner_names
+    from mbrl.experiments.planner_grid import PRESETS, SOURCES, TASKS
+
+    names = planner_names()
 
     bench = commands.add_parser(
         "bench", help="benchmark planners", allow_abbrev=False,
@@ -315,17 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
         "planner_grid.png (return against ms per replan, the Pareto front drawn).",
         formatter_class=_DefaultsOnce,
     )
-    planners.add_argument("--planners", nargs="+", choices=PLANNERS, default=list(PLANNERS),
-                          metavar="PLANNER", help=f"from: {', '.join(PLANNERS)}")
-    planners.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS),
-                          metavar="TASK", help=f"from: {', '.join(TASKS)}")
-    planners.add_argument("--dynamics", nargs="+", choices=SOURCES, default=list(SOURCES),
-                          metavar="SOURCE", help=f"what the planners plan through, from: "
-                          f"{', '.join(SOURCES)}")
-    planners.add_argument("--budgets-ms", nargs="+", type=float, default=[10.0, 40.0, 160.0],
-                          help="wall-clock budgets per replan, milliseconds")
-    planners.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
-                          help="episode and planner seeds")
+    planners.add_argument("--preset", choices=list(PRESETS), default="default",
+                          help="a named grid (the options below change it): "
+                          + "; ".join(f"{name}: {', '.join(grid['planners'])} on "
+                                      f"{', '.join(grid['tasks'])}"
+                                      for name, grid in PRESETS.items()))
+    planners.add_argument("--planners", nargs="+", choices=names, metavar="PLANNER",
+                          help=f"from: {', '.join(names)} (default: the preset's)")
+    planners.add_argument("--tasks", nargs="+", choices=list(TASKS), metavar="TASK",
+                          help=f"from: {', '.join(TASKS)} (default: the preset's)")
+    planners.add_argument("--dynamics", nargs="+", choices=SOURCES, metavar="SOURCE",
+                          help=f"what the planners plan through, from: {', '.join(SOURCES)} "
+                          "(default: the preset's)")
+    planners.add_argument("--budgets-ms", nargs="+", type=float,
+                          help="wall-clock budgets per replan, milliseconds (default: the "
+                          "preset's)")
+    planners.add_argument("--seeds", nargs="+", type=int,
+                          help="episode and planner seeds (default: the preset's)")
     planners.add_argument("--out", default="runs/planner-grid",
                           help="output folder; an existing one is resumed")
     planners.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -333,7 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "this machine; with an address (auto, ray://HOST:10001), that "
                           "cluster (default: run here, one cell after another)")
     planners.set_defaults(run=_cmd_bench_planners, parser=planners)
-    return parser
+
+
+_COMMANDS.update({
+    "envs": ("list the registered robots and tasks", _add_envs),
+    "planners": ("list the registered planners", _add_planners),
+    "plan": ("run MPC with any planner through the simulator or a trained model", _add_plan),
+    "train": ("learn a dynamics model and plan through it (PETS)", _add_train),
+    "eval": ("replay a trained run's model and planner", _add_eval),
+    "bench": ("benchmark planners", _add_bench),
+})
 
 
 def _positive(text: str) -> int:
@@ -346,8 +464,10 @@ def _positive(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mbrl` command."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in given if not word.startswith("-")), None)
+    parser = build_parser(only={chosen} if chosen else set())
+    args, unknown = parser.parse_known_args(given)
     command = args.parser  # the subcommand's own parser: its usage goes with its errors
     if unknown:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -10,6 +10,8 @@ using Probabilistic Dynamics Models", Algorithm 1:
                        apply the first action, store the transition
         log the episode
 
+Any planner of the registry may stand in for CEM (`planner`, `mbrl train pets --planner`).
+
 A run directory holds the resolved config, `metrics.csv` (one row per episode; also TensorBoard
 scalars where `tensorboard` is installed), the model checkpoint, the replay buffer and a
 learning curve. Each episode ends at one commit point (`mbrl.runs.rundir.commit_checkpoint`): the
@@ -35,17 +37,18 @@ import numpy as np
 import torch
 
 import envs
-from controllers import CEM, MPC, CEMConfig, MPCConfig
-from controllers.validation import check_types, require, require_positive
+from controllers import MPC, MPCConfig
+from controllers.validation import ConfigError, check_types, require, require_positive
 from mbrl.config import from_dict, require_known_env
 from mbrl.config import load as load_config
 from mbrl.control.episodes import Agent, RandomAgent, rollout
+from mbrl.control.planners import build_planner, model_problem, planner_config
 from mbrl.errors import RunDirError
 from mbrl.files import read_json, write_csv, write_json
 from mbrl.learning.checkpoint import load_model, save_model
 from mbrl.learning.data import ReplayBuffer
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
-from mbrl.learning.propagation import ModelDynamics, Propagation
+from mbrl.learning.propagation import Propagation
 from mbrl.learning.training import TrainConfig, fit_buffer
 from mbrl.runs import plots
 from mbrl.runs.rundir import (
@@ -95,11 +98,14 @@ class PETSConfig:
     model: EnsembleConfig = field(default_factory=EnsembleConfig)
     #: Fitting the ensemble after each episode.
     train: TrainConfig = field(default_factory=TrainConfig)
-    #: The CEM planner (iCEM options included).
-    planner: CEMConfig = field(
-        default_factory=lambda: CEMConfig(
-            horizon=15, population=350, elites=35, iterations=5, momentum=0.1
-        )
+    #: The planner, by its name in the registry (`mbrl.control.planners`): PETS's is cem.
+    planner: str = "cem"
+    #: Planning horizon, in control steps.
+    horizon: int = 15
+    #: The planner's settings over the registry's (for cem: population, elites, iterations,
+    #: momentum, ...; see its config dataclass, `CEMConfig`).
+    planner_settings: dict[str, Any] = field(
+        default_factory=lambda: {"population": 350, "iterations": 5}
     )
     #: Receding horizon: replanning period, warm start and the per-replan time budget.
     mpc: MPCConfig = field(default_factory=MPCConfig)
@@ -107,7 +113,12 @@ class PETSConfig:
     def __post_init__(self) -> None:
         check_types(self)
         require_known_env(self)
-        require_positive(self, "action_repeat", "episodes", "random_episodes", "particles")
+        require_positive(self, "action_repeat", "episodes", "random_episodes", "particles",
+                         "horizon")
+        try:
+            planner_config(self.planner, self.horizon, **self.planner_settings)
+        except ConfigError as error:
+            raise error if error.path == "planner" else error.inside("planner_settings") from None
         require(self, "random_episodes", self.random_episodes <= self.episodes,
                 f"must not exceed episodes ({self.episodes})")
         require(self, "episode_steps", self.episode_steps is None or self.episode_steps >= 1,
@@ -119,6 +130,19 @@ class PETSConfig:
         else:
             require(self, "particles", self.particles % self.model.ensemble_size == 0,
                     f"must be a multiple of model.ensemble_size ({self.model.ensemble_size})")
+
+
+def resolved_planner(config: PETSConfig) -> Any:
+    """The config dataclass of `config`'s planner (`CEMConfig` for cem), settings resolved."""
+    return planner_config(config.planner, config.horizon, **config.planner_settings)
+
+
+def with_planner(config: PETSConfig, name: str, settings: Any) -> PETSConfig:
+    """`config` planning with registered planner `name` under `settings`, a config dataclass
+    of that planner (its horizon becomes the run's)."""
+    values = dataclasses.asdict(settings)
+    horizon = values.pop("horizon")
+    return dataclasses.replace(config, planner=name, horizon=horizon, planner_settings=values)
 
 
 def train_pets(
@@ -220,18 +244,25 @@ def model_input(obs: np.ndarray) -> torch.Tensor:
 def planning_controller(
     model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
 ) -> MPC:
-    """MPC with CEM through the ensemble (TS particles, the task's reward), as `config` says."""
-    dynamics = ModelDynamics(
-        model, task, config.particles, Propagation(config.propagation), generator
-    )
-    planner = CEM(
-        dynamics,
-        torch.tensor(task.action_low),
-        torch.tensor(task.action_high),
-        config.planner,
-        generator,
-    )
-    return MPC(planner, config.mpc)
+    """MPC with the config's planner through the ensemble (TS particles, the task's reward)."""
+    problem = model_problem(model, task, config.horizon, generator, env_id=config.env_id,
+                            particles=config.particles,
+                            propagation=Propagation(config.propagation))
+    return MPC(build_planner(config.planner, problem, **config.planner_settings), config.mpc)
+
+
+def load_run(run_dir: Path) -> tuple[PETSConfig, EnsembleDynamics]:
+    """A PETS run's config and its last committed model.
+
+    Raises:
+        RunDirError: naming the folder or file, if it is not a complete run directory.
+    """
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a run directory (no such folder)")
+    config = _read_config(run_dir / CONFIG)
+    # The last committed checkpoint is the run's own; the published copy may lag it by a kill.
+    checkpoint = latest_checkpoint(run_dir)
+    return config, _load(load_model, (checkpoint or run_dir) / CHECKPOINT)
 
 
 def evaluate_pets(
@@ -239,12 +270,7 @@ def evaluate_pets(
 ) -> dict[str, Any]:
     """Replay a run's saved model and planner for `episodes`; write `eval.json` (and a video
     of the first episode where rendering works) into `run_dir`."""
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is not a run directory (no such folder)")
-    config = _read_config(run_dir / CONFIG)
-    # The last committed checkpoint is the run's own; the published copy may lag it by a kill.
-    checkpoint = latest_checkpoint(run_dir)
-    model = _load(load_model, (checkpoint or run_dir) / CHECKPOINT)
+    config, model = load_run(run_dir)
     env = _make_env(config)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -29,15 +29,16 @@ import numpy as np
 import torch
 
 import envs
-from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPPIConfig, Planner
+from controllers import MPC, MPCConfig, Planner
 from controllers.validation import check_types, require, require_positive
-from envs.dynamics import SimulatorDynamics
 from mbrl.config import require_known_env
 from mbrl.control.episodes import Agent, RandomAgent, rollout
+from mbrl.control.planners import build_planner, simulator_problem
 from mbrl.learning.data import ReplayBuffer
 
-#: Planners the expert can use, by name.
-EXPERT_PLANNERS = ("cem", "mppi")
+#: Planners the expert can use, by their names in the registry: the sampling planners whose
+#: settings have a population and iterations.
+EXPERT_PLANNERS = ("cem", "icem", "mppi")
 
 
 class NoisyExpert:
@@ -121,7 +122,7 @@ class TaskDataConfig:
     random_episodes: int = 2
     #: Episodes of the noisy expert, logged after the random ones.
     expert_episodes: int = 4
-    #: The expert's planner on the true simulator, a name from `EXPERT_PLANNERS`.
+    #: The expert's planner on the true simulator (the registry's), from `EXPERT_PLANNERS`.
     expert_planner: str = "cem"
     #: The expert's planning horizon, in control steps.
     expert_horizon: int = 30
@@ -186,23 +187,12 @@ def log_task_data(config: TaskDataConfig, seed: int) -> ReplayBuffer:
 
 
 def expert_planner(config: TaskDataConfig, env: envs.RobotEnv, seed: int) -> Planner:
-    """The expert's planner through the true simulator of `env` (a private copy of it)."""
-    dynamics = SimulatorDynamics(env)
-    low = torch.tensor(env.task.action_low, dtype=torch.float64)
-    high = torch.tensor(env.task.action_high, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(seed)
-    if config.expert_planner == "cem":
-        elites = max(1, config.expert_population // 8)
-        cem = CEMConfig(
-            horizon=config.expert_horizon, population=config.expert_population,
-            elites=elites, iterations=config.expert_iterations,
-        )
-        return CEM(dynamics, low, high, cem, generator=generator)
-    mppi = MPPIConfig(
-        horizon=config.expert_horizon, population=config.expert_population,
-        iterations=config.expert_iterations, temperature=0.5,
+    """The expert's planner, from the registry, through the true simulator of `env` (a
+    private copy of it)."""
+    return build_planner(
+        config.expert_planner, simulator_problem(env, config.expert_horizon, seed),
+        population=config.expert_population, iterations=config.expert_iterations,
     )
-    return MPPI(dynamics, low, high, mppi, generator=generator)
 
 
 def _draw_seed(rng: np.random.Generator) -> int:

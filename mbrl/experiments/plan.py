@@ -1,18 +1,21 @@
-"""MPC with the cross-entropy method on the true simulator: the planner's upper bound.
+"""MPC with any registered planner, through the true simulator or a trained run's model.
 
-Planning through the exact physics (`envs.dynamics.SimulatorDynamics`) shows what a planner
-achieves with a perfect model; a learned model can at best match it. One episode:
+Planning through the exact physics (`mbrl.control.planners.simulator_problem`) shows what a
+planner achieves with a perfect model, the bound a learned model can at best reach; planning
+through a PETS run's ensemble (`model_problem`) shows what the model is worth. One episode:
 
     for each control step:
-        plan a horizon of actions by CEM from the simulator's exact state (warm-started)
+        replan from the simulator's state (or the observation, through the model),
+        warm-started with the previous plan shifted
         apply the first action to the robot, log state, action, reward and planning time
-    write the run directory: config, trajectory CSV, plot, video
+    write the run directory: config, trajectory CSV, plot, summary, video
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +23,49 @@ import numpy as np
 import torch
 
 import envs
-from controllers import CEM, MPC, CEMConfig, MPCConfig
-from controllers.validation import check_types, require, require_positive
-from envs.dynamics import SimulatorDynamics
+from controllers import MPC, MPCConfig
+from controllers.validation import ConfigError, check_types, require, require_positive
+from envs.dynamics import joint_state
+from mbrl.algorithms.pets import load_run, model_input
 from mbrl.config import require_known_env
 from mbrl.control.episodes import Step, rollout
+from mbrl.control.planners import (
+    PlanningProblem,
+    build_planner,
+    model_problem,
+    planner_config,
+    planner_spec,
+    simulator_problem,
+)
+from mbrl.errors import UserError
 from mbrl.files import write_csv, write_json
+from mbrl.learning.propagation import Propagation
 from mbrl.runs import plots
 from mbrl.runs.video import try_render, write_video
 
 
 @dataclass(frozen=True)
-class TrueModelMPCConfig:
-    """Settings of one MPC episode on the true simulator."""
+class PlanConfig:
+    """Settings of one MPC episode."""
 
-    #: Registered env id (`backend/task`).
-    env_id: str = "mujoco/cartpole-swingup"
+    #: Registered env id (`backend/task`); with `model`, that run's env (None: the run's).
+    env_id: str | None = "mujoco/cartpole-swingup"
+    #: The planner, by its name in the registry (`mbrl.control.planners`).
+    planner: str = "cem"
+    #: The planner's settings over the registry's (see its config dataclass).
+    planner_settings: dict[str, Any] = field(default_factory=dict)
+    #: A PETS run directory whose model to plan through (None: the true simulator).
+    model: str | None = None
     #: Control steps to run (each holds the action for `action_repeat` simulator steps).
     steps: int = 200
-    #: Simulator steps per control step.
-    action_repeat: int = 2
-    #: CEM planning horizon, in control steps.
+    #: Simulator steps per control step; with `model`, the run's (None: the run's).
+    action_repeat: int | None = 2
+    #: Planning horizon, in control steps.
     horizon: int = 30
-    #: CEM samples per iteration.
-    population: int = 200
-    #: CEM elites per iteration.
-    elites: int = 20
-    #: CEM iterations per replan.
-    iterations: int = 4
     #: Replan every this many control steps.
     replan_every: int = 1
+    #: Wall-clock budget of a replan, in milliseconds (None: unlimited).
+    time_budget_ms: float | None = None
     #: Seed of the episode's initial state and of the planner.
     seed: int = 0
     #: Record a video (needs working headless rendering and imageio-ffmpeg).
@@ -57,32 +73,59 @@ class TrueModelMPCConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        require_known_env(self)
-        require_positive(self, "steps", "action_repeat", "horizon", "population", "elites",
-                         "iterations", "replan_every")
-        require(self, "elites", self.elites <= self.population,
-                f"must not exceed population ({self.population})")
+        if self.model is None:
+            require(self, "env_id", self.env_id is not None, "is needed without a model")
+            require(self, "action_repeat", self.action_repeat is not None,
+                    "is needed without a model")
+        if self.env_id is not None:
+            require_known_env(self)
+        require_positive(self, "steps", "horizon", "replan_every")
+        require(self, "action_repeat", self.action_repeat is None or self.action_repeat >= 1,
+                "must be >= 1 or null")
+        require(self, "time_budget_ms", self.time_budget_ms is None or self.time_budget_ms > 0,
+                "must be > 0 or null")
+        planner_spec(self.planner)
+        try:
+            planner_config(self.planner, self.horizon, **self.planner_settings)
+        except ConfigError as error:
+            raise error.inside("planner_settings") from None
 
 
-def run_true_model_mpc(
-    config: TrueModelMPCConfig,
+@dataclass
+class PreparedPlan:
+    """An episode ready to run: the env, the controller and what the controller observes."""
+
+    env: envs.RobotEnv
+    controller: MPC
+    observe: Callable[[np.ndarray], Any]
+
+
+def prepare_plan(config: PlanConfig) -> PreparedPlan:
+    """Everything `run_plan` needs, built and checked before anything is written.
+
+    Raises:
+        UserError: for a model run whose env differs from `config.env_id`, or a run
+            directory that is not one (`RunDirError`).
+        ConfigError: for a planner this problem cannot serve (iLQR where no quadratic goal
+            or joint-state map is known).
+    """
+    env, problem, observe = _problem(config)
+    controller = MPC(build_planner(config.planner, problem, **config.planner_settings),
+                     MPCConfig(replan_every=config.replan_every,
+                               time_budget_ms=config.time_budget_ms))
+    return PreparedPlan(env, controller, observe)
+
+
+def run_plan(
+    config: PlanConfig,
     run_dir: Path,
     progress: Callable[[Iterable[int]], Iterable[int]] = lambda steps: steps,
+    prepared: PreparedPlan | None = None,
 ) -> dict[str, Any]:
-    """Run one episode, write `run_dir`, and return its summary."""
-    env = envs.make(config.env_id, action_repeat=config.action_repeat)
-    env.reset(seed=config.seed)
-    planner = CEM(
-        SimulatorDynamics(env),
-        torch.tensor(env.task.action_low),
-        torch.tensor(env.task.action_high),
-        CEMConfig(
-            horizon=config.horizon, population=config.population, elites=config.elites,
-            iterations=config.iterations,
-        ),
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    controller = MPC(planner, MPCConfig(replan_every=config.replan_every))
+    """Run one episode (`prepared`, or `prepare_plan(config)`), write `run_dir`, and return
+    its summary."""
+    prepared = prepared or prepare_plan(config)
+    env, controller, observe = prepared.env, prepared.controller, prepared.observe
     write_json(run_dir / "config.json", config)
 
     rows: list[dict[str, float]] = []
@@ -101,19 +144,52 @@ def run_true_model_mpc(
         next(ticks, None)
 
     ticks = iter(progress(range(config.steps)))  # one tick a step, for a progress bar
-    episode = rollout(env, controller, config.seed, observe=lambda _: env.get_state(),
-                      on_step=record, max_steps=config.steps)
+    episode = rollout(env, controller, config.seed, observe=observe, on_step=record,
+                      max_steps=config.steps)
     getattr(ticks, "close", lambda: None)()
-    episode_return = episode.episode_return
 
+    source = "a trained model" if config.model else "the true simulator"
     write_csv(run_dir / "trajectory.csv", rows)
-    plots.plot_trajectory(rows, run_dir / "trajectory.png", title=f"CEM-MPC on {config.env_id}")
+    plots.plot_trajectory(rows, run_dir / "trajectory.png",
+                          title=f"{config.planner} MPC on {env.env_id}, through {source}")
     video = write_video(frames, run_dir / "episode.mp4", fps=round(1 / env.control_timestep))
     summary = {
-        "env_id": config.env_id, "steps": len(rows), "return": episode_return,
+        "env_id": env.env_id, "planner": config.planner, "through": source,
+        "steps": len(rows), "return": episode.episode_return,
         "median_plan_ms": float(np.median([r["plan_ms"] for r in rows])),
+        "fallbacks": controller.stats.fallbacks, "diverged_replans": controller.stats.diverged,
         "final_obs": [r[f"obs_{i}"] for r in rows[-1:] for i in range(env.task.obs_dim)],
         "video": str(video) if video else None,
     }
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _problem(
+    config: PlanConfig,
+) -> tuple[envs.RobotEnv, PlanningProblem, Callable[[np.ndarray], Any]]:
+    """The env, what the planner plans through, and what the controller observes."""
+    if config.model is None:
+        assert config.env_id is not None and config.action_repeat is not None
+        env = envs.make(config.env_id, action_repeat=config.action_repeat)
+        env.reset(seed=config.seed)  # the problem plans from this episode's targets
+        problem = simulator_problem(env, config.horizon, config.seed)
+        if planner_spec(config.planner).gradient_based:
+            return env, problem, lambda _: torch.from_numpy(joint_state(env))
+        return env, problem, lambda _: torch.from_numpy(env.get_state())
+    run, model = load_run(Path(config.model))
+    for name, mine, theirs in (("env_id", config.env_id, run.env_id),
+                               ("action_repeat", config.action_repeat, run.action_repeat)):
+        if mine is not None and mine != theirs:
+            raise UserError(f"{name} {mine!r} is not the one the model in {config.model} was "
+                            f"trained on ({theirs!r}); leave it out to use the run's")
+    env = envs.make(run.env_id, action_repeat=run.action_repeat)
+    problem = model_problem(model, env.task, config.horizon, config.seed, env_id=run.env_id,
+                            particles=run.particles,
+                            propagation=Propagation(run.propagation))
+    return env, problem, model_input
+
+
+def with_settings(config: PlanConfig, **settings: Any) -> PlanConfig:
+    """`config` with the planner settings changed by `settings`."""
+    return dataclasses.replace(config, planner_settings={**config.planner_settings, **settings})

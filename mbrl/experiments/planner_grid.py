@@ -1,23 +1,25 @@
 """The planner benchmark grid: which planner, at what compute, on which task, through which
 dynamics.
 
-Every cell of planners x tasks x dynamics sources x budgets x seeds is one MPC episode,
+Every cell of planners x tasks x dynamics sources x budgets x seeds is one MPC episode of a
+planner built by the registry (`mbrl.control.planners`, with the grid's `GRID_SETTINGS`),
 replanning every control step under a wall-clock budget per replan (the iterative planners
 iterate until the budget, as `MPC` asks them to). The dynamics source is what the planner plans
 through; the episode itself always runs on the real simulator:
 
 - `simulator`: the true simulator (`envs.dynamics.SimulatorDynamics` for the sampling planners
   and MCTS; `envs.dynamics.JointSpaceDynamics`, MuJoCo's finite-difference Jacobians, for iLQR
-  and DDP, on the tasks whose observation is written below as a torch function of the joint
-  state);
+  and DDP, on the robots whose observation map from the joint state is known,
+  `RobotEnv.joint_observation`);
 - `ensemble`: a PETS probabilistic ensemble fitted once per task to logged data
   (`mbrl.experiments.logged_data`: random episodes and a noisy MPC expert), saved under
-  `OUT/models/`;
-  the sampling planners propagate particles through it (trajectory sampling), MCTS and the
-  gradient-based solvers its members' mean.
+  `OUT/models/`; the sampling planners propagate particles through it (trajectory sampling),
+  MCTS and the gradient-based solvers its members' mean.
 
 The sampling planners and MCTS maximise the task's reward; iLQR and DDP minimise each task's
-quadratic cost of the observation's distance from its goal (Gauss-Newton on the simulator).
+quadratic goal (`mbrl.control.goals`; Gauss-Newton on the simulator). Named presets
+(`PRESETS`) are the grids the README quotes: `default`, and `tree-search` (MCTS against the
+sampling planners with longer budgets, on the pendulum and on a sparse reward behind a wall).
 A cell that cannot be run (iLQR on a PyBullet arm's simulator: no derivatives) is left out of
 the grid and listed with its reason.
 
@@ -25,9 +27,9 @@ A finished cell is appended to `cells.jsonl` in the output folder at once (one J
 line, flushed and synced), so a grid that was stopped resumes without recomputing what it
 finished. At the end: `planner_grid.json` (provenance, the grid, every cell, the summary), a
 Pareto plot of return against milliseconds per replan (`planner_grid.png`) and a markdown
-table (`planner_grid.md`). Each cell plans on one core (one torch thread, MuJoCo's batched rollouts
-on the calling thread), so a budget is one core's milliseconds; the cells run one after another
-here, or fan out over Ray (a local instance or a cluster), one CPU a cell.
+table (`planner_grid.md`). Each cell plans on one core (one torch thread, MuJoCo's batched
+rollouts on the calling thread), so a budget is one core's milliseconds; the cells run one
+after another here, or fan out over Ray (a local instance or a cluster), one CPU a cell.
 """
 
 from __future__ import annotations
@@ -45,61 +47,34 @@ import numpy as np
 import torch
 
 import envs
-from controllers import (
-    CEM,
-    MCTS,
-    MPC,
-    MPPI,
-    CEMConfig,
-    ILQRConfig,
-    ILQRPlanner,
-    MCTSConfig,
-    MPCConfig,
-    MPPIConfig,
-    Planner,
-    RandomShooting,
-    RandomShootingConfig,
-)
-from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
-from envs.dynamics import JointSpaceDynamics, SimulatorDynamics, joint_state
+from controllers import MPC, MPCConfig, Planner
+from envs.dynamics import joint_state
 from mbrl.control.episodes import record_replan_ms, rollout
+from mbrl.control.goals import GOALS
+from mbrl.control.planners import (
+    build_planner,
+    model_problem,
+    planner_names,
+    planner_spec,
+    simulator_problem,
+)
 from mbrl.experiments.logged_data import TaskDataConfig, log_task_data
 from mbrl.learning.checkpoint import load_model, save_model
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
-from mbrl.learning.propagation import ModelDynamics, Propagation
-from mbrl.learning.solver_dynamics import ensemble_dynamics
 from mbrl.learning.training import TrainConfig, fit_buffer
 from mbrl.runs.plots import new_figure, save_png
 
 log = logging.getLogger(__name__)
 
-#: Planners the grid knows, by name.
-PLANNERS = ("random-shooting", "cem", "icem", "mppi", "ilqr", "ddp", "mcts")
-#: The gradient-based ones, which minimise the task's quadratic cost instead of its reward.
-GRADIENT_BASED = ("ilqr", "ddp")
 #: What the planners plan through (see the module docstring).
 SOURCES = ("simulator", "ensemble")
-
-F64 = torch.float64
-JointObservation = Callable[[torch.Tensor], torch.Tensor]
-
-
-def cartpole_observation(x: torch.Tensor) -> torch.Tensor:
-    """`[cart x, cos, sin, cart v, pole w]` of the joint state `[x, theta, v, w]`."""
-    return torch.stack([x[0], torch.cos(x[1]), torch.sin(x[1]), x[2], x[3]])
-
-
-def pendulum_observation(x: torch.Tensor) -> torch.Tensor:
-    """`[cos, sin, w]` of the joint state `[theta, w]`."""
-    return torch.stack([torch.cos(x[0]), torch.sin(x[0]), x[1]])
 
 
 @dataclass(frozen=True)
 class GridTask:
-    """One task of the grid, the episode and horizon it is planned with, and the quadratic
-    cost of the observation that iLQR and DDP minimise (the other planners use the reward):
-    `1/2 sum_i w_i (obs_i - goal_i)^2 + 1/2 action_weight |u|^2` a step, and
-    `final_scale` times the observation part at the horizon's end."""
+    """One task of the grid and the episode and horizon it is planned with. iLQR and DDP
+    minimise the task's quadratic goal (`mbrl.control.goals.GOALS`), the other planners its
+    reward."""
 
     #: Registered env id.
     env_id: str
@@ -109,57 +84,29 @@ class GridTask:
     episode_steps: int
     #: Planning horizon, in control steps.
     horizon: int
-    #: The goal observation `[do]` of the quadratic cost.
-    goal: tuple[float, ...]
-    #: Weights `[do]` of the observation's squared distance from the goal.
-    weights: tuple[float, ...]
-    #: Weight of the squared action, every action dimension alike.
-    action_weight: float
-    #: Factor on the observation weights at the end of the horizon.
-    final_scale: float = 5.0
-    #: The observation as a torch function of the MuJoCo joint state `[qpos, qvel]`, for iLQR
-    #: and DDP on the simulator; None where there is none (they then plan only on the model).
-    joint_observation: JointObservation | None = None
-
-    def costs(self, simulator: bool, action_dim: int) -> tuple[
-        QuadraticCost | ResidualCost, QuadraticFinalCost | ResidualFinalCost
-    ]:
-        """The running and final costs on the planner's state: the joint state through
-        `joint_observation` (Gauss-Newton) on the simulator, else the observation itself."""
-        goal = torch.tensor(self.goal, dtype=F64)
-        weights = torch.diag(torch.tensor(self.weights, dtype=F64))
-        action = self.action_weight * torch.eye(action_dim, dtype=F64)
-        if not simulator:
-            return (QuadraticCost(weights, action, x_ref=goal),
-                    QuadraticFinalCost(self.final_scale * weights, x_ref=goal))
-        if self.joint_observation is None:
-            raise ValueError(f"{self.env_id} has no joint-state observation for iLQR")
-        to_obs = self.joint_observation
-
-        def residual(x: torch.Tensor) -> torch.Tensor:
-            return to_obs(x) - goal.to(x.dtype)
-
-        return (ResidualCost(residual, weights, action),
-                ResidualFinalCost(residual, self.final_scale * weights))
 
 
-#: The default tasks: cart-pole and pendulum swing-up, a reacher, and a PyBullet arm.
+#: The tasks: cart-pole and pendulum swing-up, a reacher, a PyBullet arm, and a point mass
+#: whose sparse reward lies behind a wall (where tree search earns its keep).
 TASKS = {
-    "cartpole-swingup": GridTask(
-        "mujoco/cartpole-swingup", 4, 150, 20, goal=(0.0, 1.0, 0.0, 0.0, 0.0),
-        weights=(0.2, 1.0, 1.0, 0.0, 0.01), action_weight=0.02,
-        joint_observation=cartpole_observation),
-    "pendulum-swingup": GridTask(
-        "mujoco/pendulum-swingup", 1, 100, 30, goal=(1.0, 0.0, 0.0),
-        weights=(1.0, 1.0, 0.0), action_weight=0.01, joint_observation=pendulum_observation),
-    # The fingertip-to-target offset (obs 6, 7), in metres: 1 cm costs as 0.01 of the action.
-    "reacher": GridTask(
-        "mujoco/reacher-2link", 1, 100, 20, goal=(0.0,) * 10,
-        weights=(0.0,) * 6 + (100.0, 100.0, 0.0, 0.0), action_weight=0.01),
-    # The end effector's offset from the target (obs 17 .. 19), in metres.
-    "kuka-reach": GridTask(
-        "pybullet/kuka-reach", 1, 100, 15, goal=(0.0,) * 20,
-        weights=(0.0,) * 17 + (100.0,) * 3, action_weight=0.001),
+    "cartpole-swingup": GridTask("mujoco/cartpole-swingup", 4, 150, 20),
+    "pendulum-swingup": GridTask("mujoco/pendulum-swingup", 1, 100, 30),
+    "reacher": GridTask("mujoco/reacher-2link", 1, 100, 20),
+    "kuka-reach": GridTask("pybullet/kuka-reach", 1, 100, 15),
+    "pointmass-wall": GridTask("mujoco/pointmass-wall", 1, 200, 40),
+}
+
+#: Named grids: `mbrl bench planners --preset NAME` (options given alongside override them).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Every planner on the four dense-reward tasks, through both sources.
+    "default": {"planners": list(planner_names()),
+                "tasks": ["cartpole-swingup", "pendulum-swingup", "reacher", "kuka-reach"],
+                "dynamics": list(SOURCES), "budgets_ms": [10.0, 40.0, 160.0], "seeds": [0, 1]},
+    # Tree search against the sampling planners on the true physics, longer budgets: the
+    # pendulum (pumping, smooth reward) and the point mass (sparse reward behind a wall).
+    "tree-search": {"planners": ["mcts", "cem", "icem", "mppi"],
+                    "tasks": ["pendulum-swingup", "pointmass-wall"], "dynamics": ["simulator"],
+                    "budgets_ms": [20.0, 80.0, 320.0], "seeds": [0, 1]},
 }
 
 
@@ -191,8 +138,7 @@ def grid(
     """Every cell of the grid, tasks outermost, and the combinations left out with the reason
     (one entry per planner, task and source). Unknown names are refused with the known ones."""
     for name in planners:
-        if name not in PLANNERS:
-            raise ValueError(f"unknown planner {name!r}; known: {', '.join(PLANNERS)}")
+        planner_spec(name)  # refuses an unknown one, listing the registered
     for name in tasks:
         if name not in TASKS:
             raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
@@ -215,64 +161,44 @@ def grid(
 
 def unavailable(planner: str, task: GridTask, source: str) -> str | None:
     """Why `planner` cannot plan `task` through `source`, or None if it can."""
-    if planner in GRADIENT_BASED and source == "simulator" and task.joint_observation is None:
-        if not task.env_id.startswith(("mujoco/", "dmc/")):
-            return "no derivatives of this simulator (only MuJoCo's finite differences are wired)"
-        return "no torch function from the joint state to this task's observation"
-    return None
+    if not planner_spec(planner).gradient_based or source != "simulator":
+        return None
+    if not task.env_id.startswith(("mujoco/", "dmc/")):
+        return "no derivatives of this simulator (only MuJoCo's finite differences are wired)"
+    if task.env_id not in GOALS:
+        return "no quadratic goal for this task (mbrl.control.goals.GOALS)"
+    env = envs.make(task.env_id)
+    mapped = env.joint_observation is not None
+    env.close()
+    return None if mapped else "no torch map from the joint state to this task's observation"
+
+
+#: The grid's planner settings over the registry's: iterations bounded only by each replan's
+#: deadline, and small populations, so that an iteration fits the smaller budgets.
+GRID_SETTINGS: dict[str, dict[str, Any]] = {
+    "random-shooting": {"population": 64},
+    "cem": {"population": 32, "iterations": 10**4},
+    "icem": {"population": 32, "iterations": 10**4},
+    "mppi": {"population": 32, "iterations": 10**4},
+    "ilqr": {"max_iterations": 10**4},
+    "ddp": {"max_iterations": 10**4},
+    "mcts": {"simulations": 10**6},
+}
 
 
 def make_planner(
     name: str, task: GridTask, env: envs.RobotEnv, seed: int,
     model: EnsembleDynamics | None = None,
 ) -> Planner:
-    """The planner `name` through the true simulator, or through `model` if given, its
-    iterations bounded only by the budget (each replan's deadline). Small populations (32 a
-    CEM or MPPI iteration, 64 for random shooting), so that an iteration fits the smaller
-    budgets. Through a model the sampling planners sample in float32, the model's precision,
-    and propagate one particle per member (TS-infinity)."""
-    low = torch.tensor(env.task.action_low, dtype=F64)
-    high = torch.tensor(env.task.action_high, dtype=F64)
-    generator = torch.Generator().manual_seed(seed)
-    many = 10**4
-    if name in GRADIENT_BASED:
-        cost, final_cost = task.costs(simulator=model is None, action_dim=low.shape[0])
-        dynamics_fn = (JointSpaceDynamics(env, "control_step", centred=False) if model is None
-                       else ensemble_dynamics(model))
-        # A small push off the cost's stationary points (a pendulum hanging at rest).
-        initial = 0.3 * high.expand(task.horizon, -1)
-        return ILQRPlanner(dynamics_fn, cost, final_cost, task.horizon, low, high,
-                           ILQRConfig(max_iterations=many, second_order=name == "ddp"),
-                           initial_controls=initial)
-    dynamics: SimulatorDynamics | ModelDynamics
-    dtype = F64
-    if model is None:  # a cell plans on one core, here and on Ray (one CPU a cell)
+    """Planner `name` of the registry through the true simulator, or through `model` if
+    given (one particle per member, TS-infinity), with the grid's settings (`GRID_SETTINGS`).
+    On the simulator a cell plans on one core, here and on Ray (one CPU a cell)."""
+    if model is None:
         threads = 1 if task.env_id.startswith("mujoco/") else None
-        dynamics = SimulatorDynamics(env, rollout_threads=threads)
+        problem = simulator_problem(env, task.horizon, seed, rollout_threads=threads)
     else:
-        dynamics = ModelDynamics(model, env.task, particles=model.num_members,
-                                 propagation=Propagation.TS_INFINITY, generator=generator)
-        dtype = torch.float32
-    if name == "random-shooting":
-        return RandomShooting(dynamics, low, high, RandomShootingConfig(
-            horizon=task.horizon, population=64), generator=generator, dtype=dtype)
-    if name == "cem":
-        return CEM(dynamics, low, high, CEMConfig(
-            horizon=task.horizon, population=32, elites=4, iterations=many), generator=generator,
-            dtype=dtype)
-    if name == "icem":  # Pinneri et al. 2020: coloured noise, decaying population, kept elites
-        return CEM(dynamics, low, high, CEMConfig(
-            horizon=task.horizon, population=32, elites=4, iterations=many, noise_beta=2.5,
-            population_decay=1.25, keep_elites_fraction=0.3), generator=generator, dtype=dtype)
-    if name == "mppi":
-        return MPPI(dynamics, low, high, MPPIConfig(
-            horizon=task.horizon, population=32, iterations=many, temperature=0.5),
-            generator=generator, dtype=dtype)
-    if name == "mcts":
-        return MCTS(dynamics, low, high, MCTSConfig(
-            horizon=task.horizon, simulations=10**6, grid_points=3, rollouts_per_leaf=8),
-            generator=generator)
-    raise ValueError(f"unknown planner {name!r}; known: {', '.join(PLANNERS)}")
+        problem = model_problem(model, env.task, task.horizon, seed, env_id=task.env_id)
+    return build_planner(name, problem, **GRID_SETTINGS.get(name, {}))
 
 
 def planner_state(cell: Cell, env: envs.RobotEnv) -> torch.Tensor:
@@ -280,7 +206,7 @@ def planner_state(cell: Cell, env: envs.RobotEnv) -> torch.Tensor:
     iLQR and DDP on the simulator, else the simulator's full state."""
     if cell.dynamics == "ensemble":
         return torch.from_numpy(env.observe())
-    if cell.planner in GRADIENT_BASED:
+    if planner_spec(cell.planner).gradient_based:
         return torch.from_numpy(joint_state(env))
     return torch.from_numpy(env.get_state())
 
@@ -298,7 +224,7 @@ def run_cell(cell: Cell, task: GridTask, model: EnsembleDynamics | None = None) 
     env.reset(seed=cell.seed)
     controller = MPC(make_planner(cell.planner, task, env, cell.seed, model),
                      MPCConfig(replan_every=1, time_budget_ms=cell.budget_ms))
-    if cell.planner in GRADIENT_BASED:  # torch.func's one-time set-up is not a replan's cost
+    if planner_spec(cell.planner).gradient_based:  # torch.func's set-up is not a replan's cost
         controller.planner.plan(planner_state(cell, env))
     plan_ms: list[float] = []
     started = time.perf_counter()
@@ -327,9 +253,8 @@ MODEL_DATA_EPISODES = (2, 4)  # random, expert
 def describe(name: str) -> dict[str, Any]:
     """Task `name`'s settings as plain values (for the results file)."""
     task = TASKS[name]
-    fields = {k: v for k, v in asdict(task).items() if k != "joint_observation"}
-    observation = task.joint_observation
-    return {**fields, "joint_observation": None if observation is None else observation.__name__}
+    goal = GOALS.get(task.env_id)
+    return {**asdict(task), "goal": None if goal is None else asdict(goal)}
 
 
 def model_settings() -> dict[str, Any]:
@@ -522,7 +447,7 @@ def plot_pareto(points: Sequence[dict[str, Any]], path: Path) -> None:
         ax.set_visible(False)
     for ax, task in zip(axes.flat, tasks, strict=False):
         mine = [p for p in points if p["task"] == task]
-        for i, planner in enumerate(PLANNERS):
+        for i, planner in enumerate(planner_names()):
             for dynamics, style, marker in (("simulator", "-", "o"), ("ensemble", ":", "s")):
                 ps = sorted((p for p in mine if p["planner"] == planner
                              and p["dynamics"] == dynamics), key=lambda p: p["plan_ms"])

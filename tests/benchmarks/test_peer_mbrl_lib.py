@@ -25,7 +25,7 @@ from benchmarks.peer_mbrl_lib import (
     export_for_mbrl_lib,
     mbrl_lib_mppi_noise_std,
 )
-from envs.tasks import CartpoleSwingupTask
+from envs.cartpole import CartpoleSwingupTask
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics, EnsembleLinear
 
 

@@ -77,7 +77,7 @@ def original_cem_plan(planner: CEM, state: torch.Tensor, warm_start: torch.Tenso
         )
         samples = (mean + std * noise).clamp(planner.action_low, planner.action_high)
         returns = sequence_returns(planner.dynamics, state, samples)
-        elite_returns, elite_index = torch.topk(returns, cfg.elites)
+        elite_returns, elite_index = torch.topk(returns, cfg.num_elites)
         elites = samples[elite_index]
         mean = cfg.momentum * mean + (1 - cfg.momentum) * elites.mean(dim=0)
         std = cfg.momentum * std + (1 - cfg.momentum) * elites.std(dim=0, unbiased=False)

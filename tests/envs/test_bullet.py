@@ -1,4 +1,4 @@
-"""The PyBullet backend (`envs.bullet`): exact state, rewards, physics parameters, isolation."""
+"""The PyBullet backend (`envs.bullet_env` and its robots): exact state, rewards, physics parameters, isolation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import envs
-from envs.bullet import BulletEnv, CartpoleSwingupEnv, KukaReachEnv
+from envs.bullet_env import BulletEnv
+from envs.cartpole_bullet import CartpoleSwingupEnv
+from envs.kuka import KukaReachEnv
 
 IDS = ["pybullet/kuka-reach", "pybullet/cartpole-swingup"]
 

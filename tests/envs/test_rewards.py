@@ -10,7 +10,7 @@ import torch
 from dm_control.utils import rewards as dm_rewards
 
 from envs.rewards import SIGMOIDS, tolerance
-from envs.tasks import CartpoleSwingupTask
+from envs.cartpole import CartpoleSwingupTask
 
 X = np.linspace(-4.0, 4.0, 161)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 import json
 from pathlib import Path
 
@@ -21,7 +23,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     # Each subcommand starts a line indented by four spaces; wrapped help lines by more.
     listed = {line.split()[0] for line in out.splitlines()
               if line.startswith("    ") and not line.startswith("     ")}
-    assert listed == {"envs", "plan", "train", "eval", "bench"}
+    assert listed == {"envs", "planners", "plan", "train", "eval", "bench"}
 
 
 def test_envs_lists_every_registered_id(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +48,7 @@ def test_non_positive_settings_are_refused(capsys: pytest.CaptureFixture[str]) -
 
 def test_plan_writes_a_complete_run_directory(tmp_path: Path) -> None:
     code = main(["plan", "--env", "mujoco/cartpole-swingup", "--steps", "6", "--horizon", "5",
-                 "--population", "16", "--elites", "4", "--iterations", "2",
+                 "--population", "16", "--set", "elites=4", "--iterations", "2",
                  "--out", str(tmp_path)])
     assert code == 0
     (run_dir,) = tmp_path.iterdir()
@@ -54,7 +56,8 @@ def test_plan_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert {"config.json", "trajectory.csv", "trajectory.png", "summary.json"} <= names
     assert not [n for n in names if n.endswith(".tmp")], "no temporary files may remain"
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["env_id"] == "mujoco/cartpole-swingup" and config["population"] == 16
+    assert config["env_id"] == "mujoco/cartpole-swingup" and config["planner"] == "cem"
+    assert config["planner_settings"] == {"population": 16, "elites": 4, "iterations": 2}
     with (run_dir / "trajectory.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 6 and {"reward", "return", "plan_ms", "action_0", "obs_4"} <= rows[0].keys()
@@ -73,3 +76,18 @@ def test_help_states_each_default_once(
     options = " ".join(capsys.readouterr().out.split()).split(" --")
     assert options and all(option.count("(default:") <= 1 for option in options), options
     assert "(default: None)" not in " ".join(options)
+
+
+def test_top_level_help_imports_no_torch_mujoco_or_matplotlib() -> None:
+    code = ("import sys\nfrom mbrl.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'mujoco', 'matplotlib', 'envs') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_planners_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["planners"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["random-shooting", "cem", "icem", "mppi", "ilqr", "ddp", "mcts"]

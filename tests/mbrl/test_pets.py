@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from controllers import CEMConfig
 from mbrl.algorithms.pets import PETSConfig, evaluate_pets, train_pets
 from mbrl.cli import main
 from mbrl.config import load as load_config
@@ -23,7 +22,7 @@ TINY = PETSConfig(
     episode_steps=12, seed=3, particles=2,
     model=EnsembleConfig(ensemble_size=2, hidden_size=16, hidden_layers=2, weight_decay=1e-5),
     train=TrainConfig(max_epochs=5, num_elites=1, batch_size=32),
-    planner=CEMConfig(horizon=4, population=16, elites=4, iterations=2),
+    horizon=4, planner_settings={"population": 16, "elites": 4, "iterations": 2},
 )
 
 
@@ -178,7 +177,7 @@ def test_pets_learns_to_swing_the_cart_pole_up_within_five_episodes(tmp_path: Pa
         particles=5,
         model=EnsembleConfig(hidden_layers=3, weight_decay=5e-5),
         train=TrainConfig(batch_size=32, max_epochs=50, patience=10),
-        planner=CEMConfig(horizon=15, population=60, elites=6, iterations=2),
+        horizon=15, planner_settings={"population": 60, "iterations": 2},
     )
     returns = [row["return"] for row in train_pets(config, tmp_path)]
     assert returns[-1] >= 400.0, returns

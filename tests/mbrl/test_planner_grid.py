@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 import torch
 
+import envs
 from mbrl.cli import main
+from mbrl.control.episodes import rollout
+from mbrl.control.planners import planner_names
 from mbrl.experiments import planner_grid
 from mbrl.experiments.planner_grid import Cell, GridTask
 from mbrl.learning.models import EnsembleConfig
@@ -37,7 +40,7 @@ def test_the_grid_is_the_product_and_unknown_names_are_refused() -> None:
                                         [0, 1, 2], ["simulator", "ensemble"])
     assert len(cells) == 24 and len({c.key for c in cells}) == 24 and left_out == []
     assert cells[0] == Cell("cem", "pendulum-swingup", "simulator", 20.0, 0)
-    with pytest.raises(ValueError, match="unknown planner 'ddpg'; known: random-shooting"):
+    with pytest.raises(ValueError, match="unknown planner 'ddpg'; registered: random-shooting"):
         planner_grid.grid(["ddpg"], ["pendulum-swingup"], [20], [0])
     with pytest.raises(ValueError, match="unknown task 'walker'"):
         planner_grid.grid(["cem"], ["walker"], [20], [0])
@@ -57,20 +60,13 @@ def test_ilqr_on_a_simulator_without_derivatives_is_left_out_with_the_reason() -
                          "differences are wired)"}]
 
 
-def test_the_joint_state_observations_are_the_envs_own() -> None:
-    import envs
-    from envs.dynamics import joint_state
-
-    for name in ("cartpole-swingup", "pendulum-swingup"):
-        task = planner_grid.TASKS[name]
-        assert task.joint_observation is not None
-        env = envs.make(task.env_id, action_repeat=task.action_repeat)
-        obs, _ = env.reset(seed=3)
-        for _ in range(5):
-            obs, *_ = env.step(env.action_space.sample())
-        predicted = task.joint_observation(torch.from_numpy(joint_state(env)))
-        assert torch.allclose(predicted, torch.from_numpy(obs), atol=1e-9)
-        assert len(task.goal) == len(task.weights) == env.task.obs_dim
+def test_the_presets_name_known_planners_tasks_and_sources() -> None:
+    for name, preset in planner_grid.PRESETS.items():
+        cells, _ = planner_grid.grid(preset["planners"], preset["tasks"], preset["budgets_ms"],
+                                     preset["seeds"], preset["dynamics"])
+        assert cells, name
+    tree = planner_grid.PRESETS["tree-search"]
+    assert "mcts" in tree["planners"] and "pointmass-wall" in tree["tasks"]
 
 
 def test_an_episode_lasts_its_control_steps_under_an_action_repeat() -> None:
@@ -82,20 +78,41 @@ def test_an_episode_lasts_its_control_steps_under_an_action_repeat() -> None:
     assert row["steps"] == 6
 
 
-@pytest.mark.parametrize("dynamics", planner_grid.SOURCES)
-def test_every_planner_runs_an_episode_through_each_source(
-    tiny: str, dynamics: str, tmp_path: Path
-) -> None:
-    model = planner_grid.task_model(tiny, tmp_path) if dynamics == "ensemble" else None
-    for name in planner_grid.PLANNERS:
-        row = planner_grid.run_cell(Cell(name, tiny, dynamics, 30.0, 0),
+class ZeroAction:
+    """The baseline: do nothing (zero torque) at every step."""
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: object) -> torch.Tensor:
+        return torch.zeros(1)
+
+
+def test_every_planner_beats_doing_nothing_on_the_true_physics() -> None:
+    # Hanging at rest earns nothing; 20 steps (1 s) of any planning pumps the pendulum.
+    task = dataclasses.replace(planner_grid.TASKS["pendulum-swingup"], episode_steps=20,
+                               horizon=10)
+    env = envs.make(task.env_id, max_episode_steps=task.episode_steps)
+    for seed in (0, 1):
+        baseline = rollout(env, ZeroAction(), seed).episode_return
+        for name in planner_names():
+            row = planner_grid.run_cell(Cell(name, "pendulum-swingup", "simulator", 20.0, seed),
+                                        task)
+            assert row["steps"] == 20
+            assert row["return"] > baseline + 0.5, (name, seed, row["return"], baseline)
+
+
+def test_every_planner_runs_an_episode_through_the_ensemble(tiny: str, tmp_path: Path) -> None:
+    model = planner_grid.task_model(tiny, tmp_path)
+    for name in planner_names():
+        row = planner_grid.run_cell(Cell(name, tiny, "ensemble", 30.0, 0),
                                     planner_grid.TASKS[tiny], model)
-        assert row["steps"] == 10 and row["dynamics"] == dynamics
+        assert row["steps"] == 10 and row["dynamics"] == "ensemble"
         assert -1e-9 <= row["return"] <= 10 + 1e-9  # the pendulum's reward is in [0, 1]
-    with pytest.raises(ValueError, match="needs a model exactly when"):
-        planner_grid.run_cell(Cell("cem", tiny, dynamics, 30.0, 0), planner_grid.TASKS[tiny],
-                              None if model is not None else planner_grid.task_model(
-                                  tiny, tmp_path))
+    for dynamics, given in (("ensemble", None), ("simulator", model)):
+        with pytest.raises(ValueError, match="needs a model exactly when"):
+            planner_grid.run_cell(Cell("cem", tiny, dynamics, 30.0, 0), planner_grid.TASKS[tiny],
+                                  given)
 
 
 def test_a_stopped_grid_resumes_without_recomputing_finished_cells(
@@ -151,7 +168,7 @@ def test_mbrl_bench_planners_writes_its_outputs_and_resumes(tiny: str, tmp_path:
     assert payload["git_revision"] and payload["cpu"] and payload["packages"]["torch"]
     assert [c["key"] for c in payload["cells"]] == ["mcts|tiny|simulator|10|0",
                                                     "mcts|tiny|ensemble|10|0"]
-    assert payload["tasks"]["tiny"]["joint_observation"] == "pendulum_observation"
+    assert payload["tasks"]["tiny"]["goal"]["goal"] == [1.0, 0.0, 0.0]
     assert payload["models"]["ensemble"]["ensemble_size"] == 2
     assert (tmp_path / "planner_grid.png").stat().st_size > 0
     table = (tmp_path / "planner_grid.md").read_text()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import envs
-from envs.mujoco_tasks import MujocoEnv
+from envs.mujoco_env import MujocoEnv
 
 ENV_IDS = ["mujoco/cartpole-swingup", "mujoco/reacher-2link"]
 
