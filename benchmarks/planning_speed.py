@@ -113,7 +113,7 @@ def measure(case: PETSConfig, task: envs.Task, obs: torch.Tensor, repeats: int) 
     weights = [w.detach() for name, w in parameters.items() if name.endswith(".weight")]
     biases = [b.detach() for name, b in parameters.items() if name.endswith(".bias")]
     inputs = torch.randn(members, rows, obs_dim + act_dim, generator=generator)
-    block = max(16, mbrl.learning.models._BLOCK_FLOATS // (members * case.model.hidden_size))
+    block = max(16, mbrl.learning.models.BLOCK_FLOATS // (members * case.model.hidden_size))
     model_obs = obs.expand(members, rows, obs_dim).contiguous()
     model_act = torch.zeros(members, rows, act_dim)
 

@@ -38,7 +38,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor, bool], torch.Tensor]] = {
 
 #: Floats in one hidden activation block of `_mlp_blocked` (E x rows x width): 1 MiB, which
 #: stays in a server core's L2 cache from one layer to the next (2**17 to 2**19 time the same).
-_BLOCK_FLOATS = 2**18
+BLOCK_FLOATS = 2**18
 
 
 @dataclass(frozen=True)
@@ -324,7 +324,7 @@ class EnsembleDynamics(nn.Module):
         between one layer and the next makes both the matmuls and the activation faster
         (about 1.15x on the PETS-sized model, see `benchmarks/planning_speed.py`).
         """
-        rows = max(16, _BLOCK_FLOATS // (x.shape[0] * self.config.hidden_size))
+        rows = max(16, BLOCK_FLOATS // (x.shape[0] * self.config.hidden_size))
         if x.shape[1] <= 2 * rows:
             return self._mlp(x, members, inplace=True)
         out = x.new_empty((*x.shape[:2], self.output_size))

@@ -220,7 +220,7 @@ def test_planning_without_gradients_gives_the_training_forward_pass(member_wise:
     """Large no-grad batches go through the layers a block of rows at a time, for speed; the
     numbers must be those of the whole-batch pass that training uses."""
     model = EnsembleDynamics(2, 1, small_config(probabilistic=True))
-    block = mbrl.learning.models._BLOCK_FLOATS
+    block = mbrl.learning.models.BLOCK_FLOATS
     rows = 3 * block // (model.num_members * model.config.hidden_size) + 7
     shape = (model.num_members, rows) if member_wise else (rows,)
     obs, act = torch.randn(*shape, 2), torch.randn(*shape, 1)
