@@ -9,8 +9,8 @@ import pytest
 import torch
 from dm_control.utils import rewards as dm_rewards
 
-from envs.rewards import SIGMOIDS, tolerance
 from envs.cartpole import CartpoleSwingupTask
+from envs.rewards import SIGMOIDS, tolerance
 
 X = np.linspace(-4.0, 4.0, 161)
 
