@@ -17,8 +17,9 @@ the registry's defaults over the dataclass's own, and the problem's horizon put 
 - iCEM is CEM with Pinneri et al. (2020)'s coloured noise (beta 2.5), a population that decays
   by 1.25 an iteration and 30% of the elites kept;
 - MPPI weighs samples by `softmax(return / (0.1 * spread of the returns))`, the same on any
-  task's reward scale (a raw temperature suits one scale only); MCTS chooses among a grid of 3 actions a dimension and rolls 8
-  random rollouts out of each leaf to the end of the horizon;
+  task's reward scale (a raw temperature suits one scale only);
+- MCTS chooses among a grid of 3 actions a dimension and rolls 8 random rollouts out of each
+  leaf to the end of the horizon;
 - DDP is iLQR with the dynamics' second-order terms.
 
 A new planner registers once (`register`) and is then known to the command line, PETS, the

@@ -1,4 +1,5 @@
-"""The PyBullet backend (`envs.bullet_env` and its robots): exact state, rewards, physics parameters, isolation."""
+"""The PyBullet backend (`envs.bullet_env` and its robots): exact state, rewards, physics
+parameters, isolation."""
 
 from __future__ import annotations
 

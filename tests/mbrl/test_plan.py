@@ -51,5 +51,5 @@ def test_a_trained_runs_model_is_planned_through_with_the_runs_env(tmp_path: Pat
 def test_a_planner_the_problem_cannot_serve_is_refused() -> None:
     with pytest.raises(ConfigError, match="no derivatives of pybullet/kuka-reach"):
         prepare_plan(PlanConfig(env_id="pybullet/kuka-reach", planner="ddp"))
-    with pytest.raises(ConfigError, match="planner_settings.population: ilqr has no such"):
+    with pytest.raises(ConfigError, match=r"planner_settings\.population: ilqr has no such"):
         PlanConfig(planner="ilqr", planner_settings={"population": 10})
