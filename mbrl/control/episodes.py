@@ -11,6 +11,7 @@ Shapes: `T` steps, `do` observation and `du` action dimension.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 from numpy.typing import NDArray
 
 from controllers import MPC
+from controllers.mpc import MPCStats
 from mbrl.learning.data import ReplayBuffer
 
 
@@ -88,6 +90,9 @@ class Trajectory:
     truncated: bool
     #: The seed the env was reset with.
     seed: int | None
+    #: The agent's planning statistics at the episode's end (replans, overruns, fallbacks,
+    #: diverged replans, the last replan's time), where it keeps them (`MPC.stats`).
+    stats: MPCStats | None = None
 
     @property
     def steps(self) -> int:
@@ -152,6 +157,8 @@ def rollout(
         terminated=bool(terminated),
         truncated=bool(truncated),
         seed=seed,
+        stats=copy.copy(stats) if isinstance(stats := getattr(agent, "stats", None), MPCStats)
+        else None,
     )
 
 

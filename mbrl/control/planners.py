@@ -146,7 +146,7 @@ def planner_spec(name: str) -> PlannerSpec:
                           f"{', '.join(_REGISTRY)}") from None
 
 
-def planner_config(name: str, horizon: int, **settings: Any) -> Any:
+def planner_config(name: str, horizon: int, /, **settings: Any) -> Any:
     """The settings of planner `name`: the registry's defaults, then `settings`, with
     `horizon` put in where the config has one.
 
@@ -172,7 +172,7 @@ def planner_config(name: str, horizon: int, **settings: Any) -> Any:
 
 
 def build_planner(
-    name: str, problem: PlanningProblem, config: Any | None = None, **settings: Any
+    name: str, problem: PlanningProblem, /, config: Any | None = None, **settings: Any
 ) -> Planner:
     """Planner `name` on `problem`, with `config` (of its config type; its horizon must be
     the problem's) or the registry's settings changed by `settings`.

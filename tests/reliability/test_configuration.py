@@ -13,7 +13,7 @@ from controllers import CEMConfig, ConfigError, ILQRConfig, MCTSConfig, MPCConfi
 from mbrl.algorithms.pets import PETSConfig
 from mbrl.cli import main
 from mbrl.config import from_dict
-from tests.mbrl.test_pets import TINY
+from tests.mbrl.algorithms.test_pets import TINY
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

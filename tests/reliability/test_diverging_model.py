@@ -16,7 +16,7 @@ import envs
 import mbrl.algorithms.pets as pets
 from controllers import ModelDivergedError
 from mbrl.learning.models import EnsembleDynamics
-from tests.mbrl.test_pets import TINY
+from tests.mbrl.algorithms.test_pets import TINY
 
 
 def poison(model: EnsembleDynamics, member: int) -> None:

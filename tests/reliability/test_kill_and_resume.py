@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.mbrl.test_pets import TINY
+from tests.mbrl.algorithms.test_pets import TINY
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 #: Operations before `config.json` is in place: a run killed there has nothing to resume.

@@ -20,7 +20,7 @@ from mbrl.errors import RunDirError
 from mbrl.learning.models import EnsembleConfig
 from mbrl.learning.training import TrainConfig
 from mbrl.runs.rundir import checkpoint_episode
-from tests.mbrl.test_pets import TINY, KilledError, killed_after, without_timing
+from tests.mbrl.algorithms.test_pets import TINY, KilledError, killed_after, without_timing
 from tests.reliability.test_configuration import run_cli
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from controllers.validation import ConfigError
 from mbrl.algorithms.pets import train_pets
 from mbrl.errors import UserError
 from mbrl.experiments.plan import PlanConfig, prepare_plan, run_plan
-from tests.mbrl.test_pets import TINY
+from tests.mbrl.algorithms.test_pets import TINY
 
 
 @pytest.mark.slow
