@@ -75,7 +75,7 @@ def test_the_registrys_settings_over_the_dataclasses() -> None:
 def test_mistakes_name_the_planner_or_the_setting() -> None:
     with pytest.raises(ConfigError, match="unknown planner 'ddpg'; registered: random-shooting"):
         planner_config("ddpg", 5)
-    with pytest.raises(ConfigError, match="^temprature: mppi has no such setting"):
+    with pytest.raises(ConfigError, match=r"^temprature: mppi has no such setting"):
         planner_config("mppi", 5, temprature=0.1)
     with pytest.raises(ConfigError, match=r"^horizon: is the problem's horizon"):
         planner_config("cem", 5, horizon=3)
