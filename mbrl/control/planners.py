@@ -12,8 +12,9 @@ cost, `mbrl.control.goals`). `simulator_problem` and `model_problem` make both f
 a trained ensemble. Each planner's settings are its config dataclass (`CEMConfig`, ...) with
 the registry's defaults over the dataclass's own, and the problem's horizon put in:
 
-- the number of CEM and iCEM elites is one rule, `CEMConfig.num_elites`: a tenth of the
-  population, at least one, unless `elites` is given;
+- CEM and iCEM sample 200 sequences for 4 iterations (a replan of a second or so on a
+  laptop core through MuJoCo), and the number of their elites is one rule,
+  `CEMConfig.num_elites`: a tenth of the population, at least one, unless `elites` is given;
 - iCEM is CEM with Pinneri et al. (2020)'s coloured noise (beta 2.5), a population that decays
   by 1.25 an iteration and 30% of the elites kept;
 - MPPI weighs samples by `softmax(return / (0.1 * spread of the returns))`, the same on any
@@ -316,11 +317,12 @@ def _ilqr(config: ILQRConfig, problem: PlanningProblem) -> Planner:
 register(PlannerSpec("random-shooting", RandomShootingConfig, _random_shooting,
                      "the best of uniformly random action sequences"))
 register(PlannerSpec("cem", CEMConfig, _cem,
-                     "the cross-entropy method: refit a Gaussian to the best sequences"))
+                     "the cross-entropy method: refit a Gaussian to the best sequences",
+                     defaults={"population": 200, "iterations": 4}))
 register(PlannerSpec("icem", CEMConfig, _cem,
                      "iCEM: CEM with coloured noise, a decaying population and kept elites",
-                     defaults={"noise_beta": 2.5, "population_decay": 1.25,
-                               "keep_elites_fraction": 0.3}))
+                     defaults={"population": 200, "iterations": 4, "noise_beta": 2.5,
+                               "population_decay": 1.25, "keep_elites_fraction": 0.3}))
 register(PlannerSpec("mppi", MPPIConfig, _mppi,
                      "model-predictive path integral: a return-weighted mean of samples",
                      defaults={"temperature": 0.1, "normalize_returns": True}))
