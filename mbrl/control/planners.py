@@ -282,22 +282,15 @@ def _bounds(task: envs.Task) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------- the planners
 
 
-def _random_shooting(config: RandomShootingConfig, problem: PlanningProblem) -> Planner:
-    assert problem.dynamics is not None
-    return RandomShooting(problem.dynamics, problem.action_low, problem.action_high, config,
-                          problem.generator)
+def _sampling(kind: type[RandomShooting] | type[CEM] | type[MPPI]) -> Build:
+    """The factory of a sampling planner class: its dynamics, bounds, config, generator."""
 
+    def build(config: Any, problem: PlanningProblem) -> Planner:
+        assert problem.dynamics is not None
+        return kind(problem.dynamics, problem.action_low, problem.action_high, config,
+                    problem.generator)
 
-def _cem(config: CEMConfig, problem: PlanningProblem) -> Planner:
-    assert problem.dynamics is not None
-    return CEM(problem.dynamics, problem.action_low, problem.action_high, config,
-               problem.generator)
-
-
-def _mppi(config: MPPIConfig, problem: PlanningProblem) -> Planner:
-    assert problem.dynamics is not None
-    return MPPI(problem.dynamics, problem.action_low, problem.action_high, config,
-                problem.generator)
+    return build
 
 
 def _mcts(config: MCTSConfig, problem: PlanningProblem) -> Planner:
@@ -314,16 +307,16 @@ def _ilqr(config: ILQRConfig, problem: PlanningProblem) -> Planner:
                        initial_controls=gradient.initial_controls)
 
 
-register(PlannerSpec("random-shooting", RandomShootingConfig, _random_shooting,
+register(PlannerSpec("random-shooting", RandomShootingConfig, _sampling(RandomShooting),
                      "the best of uniformly random action sequences"))
-register(PlannerSpec("cem", CEMConfig, _cem,
+register(PlannerSpec("cem", CEMConfig, _sampling(CEM),
                      "the cross-entropy method: refit a Gaussian to the best sequences",
                      defaults={"population": 200, "iterations": 4}))
-register(PlannerSpec("icem", CEMConfig, _cem,
+register(PlannerSpec("icem", CEMConfig, _sampling(CEM),
                      "iCEM: CEM with coloured noise, a decaying population and kept elites",
                      defaults={"population": 200, "iterations": 4, "noise_beta": 2.5,
                                "population_decay": 1.25, "keep_elites_fraction": 0.3}))
-register(PlannerSpec("mppi", MPPIConfig, _mppi,
+register(PlannerSpec("mppi", MPPIConfig, _sampling(MPPI),
                      "model-predictive path integral: a return-weighted mean of samples",
                      defaults={"temperature": 0.1, "normalize_returns": True}))
 register(PlannerSpec("ilqr", ILQRConfig, _ilqr,
