@@ -307,14 +307,7 @@ def _add_plan(commands: Any) -> None:
                       f"{defaults.action_repeat}; with --model: the run's)")
     plan.add_argument("--horizon", type=_positive, default=defaults.horizon,
                       help="planning horizon in control steps")
-    plan.add_argument("--population", type=_positive,
-                      help="samples per iteration, for the sampling planners (default: the "
-                      "registry's)")
-    plan.add_argument("--iterations", type=_positive,
-                      help="iterations per replan (default: the registry's)")
-    plan.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="any other planner setting, as JSON (--set temperature=0.2); "
-                      "repeatable")
+    _add_planner_settings(plan, "the registry's", "the registry's")
     plan.add_argument("--replan-every", type=_positive, default=defaults.replan_every,
                       help="replan every this many control steps")
     plan.add_argument("--budget-ms", type=float,
@@ -358,16 +351,8 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--horizon", type=_positive,
                        help=f"planning horizon in control steps "
                        f"(default: {pets_defaults.horizon})")
-    train.add_argument("--population", type=_positive,
-                       help=f"samples per iteration, for the sampling planners (CEM's elites "
-                       f"are a tenth) (default: "
-                       f"{pets_defaults.planner_settings.get('population')})")
-    train.add_argument("--iterations", type=_positive,
-                       help=f"planner iterations per replan (default: "
-                       f"{pets_defaults.planner_settings.get('iterations')})")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="any other planner setting, as JSON (--set momentum=0.2); "
-                       "repeatable")
+    _add_planner_settings(train, pets_defaults.planner_settings.get("population"),
+                          pets_defaults.planner_settings.get("iterations"))
     train.add_argument("--particles", type=_positive,
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
@@ -452,6 +437,19 @@ _COMMANDS.update({
     "eval": ("replay a trained run's model and planner", _add_eval),
     "bench": ("benchmark planners", _add_bench),
 })
+
+
+def _add_planner_settings(parser: argparse.ArgumentParser, population: object,
+                          iterations: object) -> None:
+    """The options that change the planner's settings (see `_planner_settings`)."""
+    parser.add_argument("--population", type=_positive,
+                        help=f"samples per iteration, for the sampling planners (CEM's elites "
+                        f"are a tenth) (default: {population})")
+    parser.add_argument("--iterations", type=_positive,
+                        help=f"planner iterations per replan (default: {iterations})")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="any other planner setting, as JSON (--set temperature=0.2); "
+                        "repeatable")
 
 
 def _positive(text: str) -> int:
