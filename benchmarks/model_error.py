@@ -12,13 +12,17 @@ episodes of a noisy CEM expert on the true simulator), and three models are fitt
 - a probabilistic ensemble (5 members, Gaussian outputs trained by NLL, as in PETS).
 
 On held-out episodes logged from other seeds, each model predicts open loop from every start,
-fed the logged actions, feeding back its members' mean (`mbrl.learning.multistep.rollout_mean`). The
+fed the logged actions, feeding back its members' mean
+(`mbrl.learning.multistep.rollout_mean`). The
 error after `h` steps is the RMSE over observation dimensions, each divided by the held-out
 data's standard deviation; the results give its median and quartiles over starts for
 h = 1 .. H. The ensembles' spread is scored too: TS-infinity particles (member trajectories
 for the deterministic one) give a Gaussian whose negative log-likelihood of the logged
 observation, and the fraction of dimensions it covers within two standard deviations, are
-reported per horizon. Writes benchmarks/results/model_error.json and .png.
+reported per horizon. Each model is fitted twice on the same data: with its snapshots and
+elites picked by the normalised holdout MSE (`fit`'s rule, reported in full) and by the
+raw-unit MSE (mbrl-lib's rule; its median error is reported beside it, dotted in the plot).
+Writes benchmarks/results/model_error.json and .png.
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ def main() -> None:
             "threads": args.threads, "particles": PARTICLES,
             "train": dataclasses.asdict(TRAIN),
             "models": {name: config.to_dict() for name, config in MODELS.items()},
+            "selection": "snapshots and elites by normalised holdout MSE (models); by raw-unit "
+                         "MSE on the same data (raw_selection)",
             "error": "RMSE over observation dimensions, each divided by the held-out data's "
                      "standard deviation; median and quartiles over starts",
             "within_two_std_nominal": TWO_STD_NOMINAL,
@@ -142,14 +148,22 @@ def run_task(data_config: TaskDataConfig, horizon: int, seed: int) -> dict[str, 
     scale = observation_scale(test)
     is_random = held_out.episode < test_config.random_episodes
     models: dict[str, Any] = {}
+    raw_selection: dict[str, Any] = {}
     for name, model_config in MODELS.items():
-        model, fit_summary = fit_model(train, model_config, seed)
-        scores = score(model, held_out, scale, is_random, seed)
-        models[name] = {**fit_summary, **scores}
-        error = scores["error"]["median"]
-        print(f"  {name}: trained in {fit_summary['train_s']:.0f} s "
-              f"({fit_summary['epochs']} epochs); median error at h=1/10/{horizon}: "
-              f"{error[0]:.3g} / {error[min(9, horizon - 1)]:.3g} / {error[-1]:.3g}", flush=True)
+        for selection in ("normalized", "raw"):
+            train_config = dataclasses.replace(TRAIN, selection=selection)
+            model, fit_summary = fit_model(train, model_config, seed, train_config)
+            scores = score(model, held_out, scale, is_random, seed)
+            error = scores["error"]["median"]
+            print(f"  {name}, {selection} selection: trained in {fit_summary['train_s']:.0f} s "
+                  f"({fit_summary['epochs']} epochs); median error at h=1/10/{horizon}: "
+                  f"{error[0]:.3g} / {error[min(9, horizon - 1)]:.3g} / {error[-1]:.3g}",
+                  flush=True)
+            if selection == "normalized":
+                models[name] = {**fit_summary, **scores}
+            else:
+                raw_selection[name] = {"best_epochs": fit_summary["best_epochs"],
+                                       "error_median": error}
     return {
         "data": {
             "train": dataclasses.asdict(data_config) | {"seed": seed},
@@ -164,17 +178,21 @@ def run_task(data_config: TaskDataConfig, horizon: int, seed: int) -> dict[str, 
             "logging_s": logging_s,
         },
         "models": models,
+        # The same models on the same data with snapshots picked by raw-unit holdout MSE
+        # (mbrl-lib's rule, ours before issue 13): what normalised selection changed.
+        "raw_selection": raw_selection,
     }
 
 
 def fit_model(
-    buffer: ReplayBuffer, config: EnsembleConfig, seed: int
+    buffer: ReplayBuffer, config: EnsembleConfig, seed: int, train: TrainConfig = TRAIN
 ) -> tuple[EnsembleDynamics, dict[str, Any]]:
-    """A model of `config` fitted to every transition of `buffer`, and what fitting did."""
+    """A model of `config` fitted to every transition of `buffer` under `train`, and what
+    fitting did."""
     model = EnsembleDynamics(
         buffer.obs_dim, buffer.act_dim, config, generator=torch.Generator().manual_seed(seed)
     )
-    train_config = dataclasses.replace(TRAIN, num_elites=config.ensemble_size)
+    train_config = dataclasses.replace(train, num_elites=config.ensemble_size)
     started = time.perf_counter()
     report = fit_buffer(model, buffer, train_config, torch.Generator().manual_seed(seed))
     return model, {
@@ -183,6 +201,7 @@ def fit_model(
         "stopped_early": report.stopped_early,
         "holdout_mse_one_step": report.holdout_mse_mean,
         "holdout_nll_one_step": report.holdout_nll_mean,
+        "best_epochs": list(report.best_epochs),
     }
 
 
@@ -247,13 +266,16 @@ def summary_table(results: dict[str, Any]) -> str:
         for name, scores in result["models"].items():
             median_error = scores["error"]["median"]
             picks = sorted({1, min(10, len(median_error)), len(median_error)})
-            cells = "  ".join(f"h={h}: {median_error[h - 1]:.3g}" for h in picks)
+            raw = result["raw_selection"][name]["error_median"]
+            cells = "  ".join(f"h={h}: {median_error[h - 1]:.3g} (raw {raw[h - 1]:.3g})"
+                              for h in picks)
             lines.append(f"{task:18s} {name:24s} {cells}")
     return "\n".join(lines)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """One panel per task: median error against horizon per model, quartiles shaded."""
+    """One panel per task: median error against horizon per model, quartiles shaded; dotted,
+    the same model with its snapshots picked by raw-unit holdout MSE."""
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.8), squeeze=False)
     for ax, (task, result) in zip(axes[0], results.items(), strict=True):
         for name, scores in result["models"].items():
@@ -261,6 +283,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             steps = np.arange(1, len(error["median"]) + 1)
             (line,) = ax.plot(steps, error["median"], label=name)
             ax.fill_between(steps, error["q25"], error["q75"], color=line.get_color(), alpha=0.2)
+            ax.plot(steps, result["raw_selection"][name]["error_median"], ls=":",
+                    color=line.get_color(), label=f"{name}, raw-unit selection")
         ax.set_yscale("log")
         ax.set_title(f"{task} ({result['data']['train_transitions']} transitions)")
         ax.set_xlabel("prediction horizon (control steps)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -55,6 +56,10 @@ class TrainConfig:
     #: Train each member on its own bootstrap sample (False: every member on all of it, in
     #: the same minibatches).
     bootstrap: bool = True
+    #: The holdout error that selects snapshots and elites and stops training: "normalized"
+    #: (each dimension over the spread of its change) or "raw" (observation units, as
+    #: mbrl-lib's `ModelTrainer`; kept to measure the difference).
+    selection: Literal["normalized", "raw"] = "normalized"
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -76,10 +81,10 @@ class FitReport:
     epochs: int
     #: Mean training loss (summed over members) in each epoch, `[epochs]`.
     train_loss: tuple[float, ...]
-    #: Holdout error (normalised MSE) of each member after each epoch, `[epochs, E]`: what
-    #: selects each member's weights and stops training.
+    #: Holdout error (normalised MSE, or raw with `selection="raw"`) of each member after
+    #: each epoch, `[epochs, E]`: what selects each member's weights and stops training.
     holdout_error_history: tuple[tuple[float, ...], ...]
-    #: Holdout error (normalised MSE) of each member's restored weights, `[E]`.
+    #: Holdout error of each member's restored weights, `[E]`.
     holdout_error: tuple[float, ...]
     #: Holdout MSE of each member's restored weights, in observation units, `[E]`.
     holdout_mse: tuple[float, ...]
@@ -175,7 +180,7 @@ def fit(
         train_loss.append(float(torch.stack(losses).mean()))
 
         # Score on the holdout; keep each member's weights when it improved.
-        _, error, _ = evaluate(model, *holdout_data)
+        error = _selection_error(config, *evaluate(model, *holdout_data)[:2])
         error_history.append(tuple(error.tolist()))
         improved = error < best_error * (1.0 - config.improvement_threshold)
         if bool(improved.any()):
@@ -194,7 +199,8 @@ def fit(
     with torch.no_grad():
         for p, best in zip(model.parameters(), best_state, strict=True):
             p.copy_(best)
-    mse, error, nll = evaluate(model, *holdout_data)
+    mse, normalized, nll = evaluate(model, *holdout_data)
+    error = _selection_error(config, mse, normalized)
     elites = torch.sort(torch.argsort(error)[: config.num_elites]).values
     model.set_elites(elites)
     return FitReport(
@@ -248,6 +254,13 @@ def evaluate(
             sums[2] += nll * rows
     means = sums / n
     return means[0], means[1], (means[2] if model.config.probabilistic else None)
+
+
+def _selection_error(
+    config: TrainConfig, mse: torch.Tensor, normalized: torch.Tensor
+) -> torch.Tensor:
+    """The holdout error `[E]` that `config.selection` chooses snapshots and elites by."""
+    return normalized if config.selection == "normalized" else mse
 
 
 def _adam(model: EnsembleDynamics) -> torch.optim.Adam:
