@@ -7,6 +7,7 @@ checkpoints round-trip exactly and refuse anything else, bad data and shapes are
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from pathlib import Path
 from typing import IO, Any
@@ -174,6 +175,12 @@ def test_snapshot_selection_does_not_depend_on_the_units_of_a_dimension() -> Non
     torch.testing.assert_close(torch.tensor(scaled.holdout_error_history),
                                torch.tensor(plain.holdout_error_history), rtol=1e-3, atol=1e-6)
     assert scaled.holdout_mse_mean > 1e4 * plain.holdout_mse_mean
+    # Raw-unit selection (mbrl-lib's) lets the large dimension choose: another fit.
+    raw = dataclasses.replace(train, selection="raw")
+    _, raw_plain = trained(small_config(), raw, (obs, act, next_obs))
+    _, raw_scaled = trained(small_config(), raw, (obs * scale, act, next_obs * scale))
+    assert (raw_scaled.epochs, raw_scaled.best_epochs) != (raw_plain.epochs,
+                                                           raw_plain.best_epochs)
 
 
 def test_members_keep_their_best_weights_and_patience_stops_training() -> None:
