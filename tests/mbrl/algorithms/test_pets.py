@@ -171,7 +171,7 @@ def test_pets_learns_to_swing_the_cart_pole_up_within_five_episodes(tmp_path: Pa
     """Known answer (Chua et al. 2018): on dm_control's cart-pole swing-up, uniformly random
     actions score about 125 per 1000 steps; after four model-based episodes (5000 steps),
     PETS with a small CEM budget swings the pole up and holds it for most of the episode.
-    Measured with this seed: 126, 235, 230, 577, 689 (seed 1: 55, 152, 223, 419, 539)."""
+    Measured with this seed: 126, 209, 233, 535, 659 (seed 1: 55, 209, 192, 204, 341)."""
     config = PETSConfig(
         env_id="dmc/cartpole-swingup", action_repeat=8, episodes=5, random_episodes=1, seed=0,
         particles=5,
