@@ -36,7 +36,14 @@ def git_revision(outputs: Sequence[Path] = ()) -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).parent,
         )
-        excluded = [f":(exclude){Path(path).resolve()}" for path in outputs]
+        top = Path(subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+            check=True, cwd=Path(__file__).parent,
+        ).stdout.strip())
+        # An output folder outside the checkout cannot make it dirty (and git refuses a
+        # pathspec outside it).
+        excluded = [f":(exclude){Path(path).resolve()}" for path in outputs
+                    if Path(path).resolve().is_relative_to(top)]
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded],
             capture_output=True, text=True, check=True, cwd=Path(__file__).parent,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,8 @@ def test_mbrl_bench_planners_writes_its_outputs_and_resumes(tiny: str, tmp_path:
             "--seeds", "0", "--dynamics", "simulator", "ensemble", "--out", str(tmp_path)]
     assert main(argv) == 0
     payload = json.loads((tmp_path / "planner_grid.json").read_text())
-    assert payload["git_revision"] and payload["cpu"] and payload["packages"]["torch"]
+    assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", payload["git_revision"])
+    assert payload["cpu"] and payload["packages"]["torch"]
     assert [c["key"] for c in payload["cells"]] == ["mcts|tiny|simulator|10|0",
                                                     "mcts|tiny|ensemble|10|0"]
     assert payload["tasks"]["tiny"]["goal"]["goal"] == [1.0, 0.0, 0.0]
