@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 # mbrl-lib, imported by name so that no type checker takes it for the toolkit's `mbrl`.
 mbrl = importlib.import_module("mbrl")
-for _submodule in ("mbrl.learning.models", "mbrl.planning", "mbrl.util.common"):
+for _submodule in ("mbrl.models", "mbrl.planning", "mbrl.util.common"):
     importlib.import_module(_submodule)
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -140,7 +140,7 @@ class Pets:
         obs_dim, act_dim = exported["obs_dim"], exported["act_dim"]
         model_cfg = omegaconf.OmegaConf.create({
             "dynamics_model": {
-                "_target_": "mbrl.learning.models.GaussianMLP",
+                "_target_": "mbrl.models.GaussianMLP",
                 # hydra-core 1.3 instantiates nested configs unless told not to; GaussianMLP
                 # instantiates its activation itself.
                 "_recursive_": False,
@@ -175,7 +175,7 @@ class Pets:
         env = _Spaces(
             gymnasium.spaces.Box(-np.inf, np.inf, (obs_dim,), dtype=np.float32), space
         )
-        model_env = mbrl.learning.models.ModelEnv(
+        model_env = mbrl.models.ModelEnv(
             env, self.model, _never_terminates,
             lambda act, next_obs: cartpole.reward(act, next_obs).unsqueeze(-1),
             generator=self.generator,
