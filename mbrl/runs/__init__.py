@@ -1,0 +1,3 @@
+"""What a run leaves behind: run directories with their commit points, provenance, plots and
+video.
+"""
