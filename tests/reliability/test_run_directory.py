@@ -163,6 +163,9 @@ def test_ctrl_c_stops_in_one_line_that_says_how_to_resume(tmp_path: Path) -> Non
          str(runs)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        # As from a terminal: a suite started in the background by a non-interactive shell
+        # ignores SIGINT, and a child inherits that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
