@@ -38,11 +38,11 @@ import torch
 
 import envs
 from controllers import MPC, MPCConfig
-from controllers.validation import ConfigError, check_types, require, require_positive
+from controllers.validation import check_types, require, require_positive
 from mbrl.config import from_dict, require_known_env
 from mbrl.config import load as load_config
 from mbrl.control.episodes import Agent, RandomAgent, rollout
-from mbrl.control.planners import build_planner, model_problem, planner_config
+from mbrl.control.planners import build_planner, model_problem, planner_config, require_planner
 from mbrl.errors import RunDirError
 from mbrl.files import read_json, write_csv, write_json
 from mbrl.learning.checkpoint import load_model, save_model
@@ -115,10 +115,7 @@ class PETSConfig:
         require_known_env(self)
         require_positive(self, "action_repeat", "episodes", "random_episodes", "particles",
                          "horizon")
-        try:
-            planner_config(self.planner, self.horizon, **self.planner_settings)
-        except ConfigError as error:
-            raise error if error.path == "planner" else error.inside("planner_settings") from None
+        require_planner(self)
         require(self, "random_episodes", self.random_episodes <= self.episodes,
                 f"must not exceed episodes ({self.episodes})")
         require(self, "episode_steps", self.episode_steps is None or self.episode_steps >= 1,

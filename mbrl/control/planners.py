@@ -172,6 +172,20 @@ def planner_config(name: str, horizon: int, /, **settings: Any) -> Any:
     return spec.config_type(**values)
 
 
+def require_planner(config: Any) -> None:
+    """Check the planner of a run's config (its fields `planner`, `horizon` and
+    `planner_settings`) as `__post_init__` checks the rest.
+
+    Raises:
+        ConfigError: at `planner` for an unknown planner, at `planner_settings.<name>` for a
+            setting it does not have or a value out of range.
+    """
+    try:
+        planner_config(config.planner, config.horizon, **config.planner_settings)
+    except ConfigError as error:
+        raise error if error.path == "planner" else error.inside("planner_settings") from None
+
+
 def build_planner(
     name: str, problem: PlanningProblem, /, config: Any | None = None, **settings: Any
 ) -> Planner:

@@ -24,7 +24,7 @@ import torch
 
 import envs
 from controllers import MPC, MPCConfig
-from controllers.validation import ConfigError, check_types, require, require_positive
+from controllers.validation import check_types, require, require_positive
 from envs.dynamics import joint_state
 from mbrl.algorithms.pets import load_run, model_input
 from mbrl.config import require_known_env
@@ -33,8 +33,8 @@ from mbrl.control.planners import (
     PlanningProblem,
     build_planner,
     model_problem,
-    planner_config,
     planner_spec,
+    require_planner,
     simulator_problem,
 )
 from mbrl.errors import UserError
@@ -84,11 +84,7 @@ class PlanConfig:
                 "must be >= 1 or null")
         require(self, "time_budget_ms", self.time_budget_ms is None or self.time_budget_ms > 0,
                 "must be > 0 or null")
-        planner_spec(self.planner)
-        try:
-            planner_config(self.planner, self.horizon, **self.planner_settings)
-        except ConfigError as error:
-            raise error.inside("planner_settings") from None
+        require_planner(self)
 
 
 @dataclass
