@@ -221,6 +221,24 @@ def build_planner(
 # --------------------------------------------------------------------------- the problems
 
 
+def gradient_unavailable(
+    env: envs.RobotEnv, goal: QuadraticGoal | None = None, *, named: bool = True
+) -> str | None:
+    """Why iLQR and DDP cannot plan `env` through its simulator, or None if they can: they
+    need MuJoCo's finite differences, a quadratic goal (`goal`, else `GOALS[env id]`) and the
+    robot's torch map from joint state to observation. `named`: the reason names the env
+    (else "this simulator", "this task", for a listing that names it already)."""
+    simulator = f"{env.env_id}'s simulator" if named else "this simulator"
+    task = env.env_id if named else "this task"
+    if not env.env_id.startswith(("mujoco/", "dmc/")):
+        return f"no derivatives of {simulator} (only MuJoCo's finite differences are wired)"
+    if (goal or GOALS.get(env.env_id)) is None:
+        return f"no quadratic goal is known for {task} (mbrl.control.goals.GOALS)"
+    if env.joint_observation is None:
+        return f"{task} has no torch map from its joint state to its observation"
+    return None
+
+
 def simulator_problem(
     env: envs.RobotEnv, horizon: int, seed: int, *, goal: QuadraticGoal | None = None,
     rollout_threads: int | None = None,
@@ -232,18 +250,12 @@ def simulator_problem(
     (`env.joint_observation`); where either is missing, they are not offered.
     """
     low, high = _bounds(env.task)
-    gradient, reason = None, ""
     goal = goal or GOALS.get(env.env_id)
-    to_obs = env.joint_observation
-    if not env.env_id.startswith(("mujoco/", "dmc/")):
-        reason = (f"no derivatives of {env.env_id}'s simulator (only MuJoCo's finite "
-                  "differences are wired)")
-    elif goal is None:
-        reason = f"no quadratic goal is known for {env.env_id} (mbrl.control.goals.GOALS)"
-    elif to_obs is None:
-        reason = f"{env.env_id} has no torch map from its joint state to its observation"
-    else:
-        cost, final_cost = goal.costs(int(low.shape[0]), to_obs)
+    reason = gradient_unavailable(env, goal)
+    gradient = None
+    if reason is None:
+        assert goal is not None and env.joint_observation is not None
+        cost, final_cost = goal.costs(int(low.shape[0]), env.joint_observation)
         gradient = GradientProblem(
             JointSpaceDynamics(env, "control_step", centred=False), cost, final_cost,
             # A small push off the cost's stationary points (a pendulum hanging at rest).

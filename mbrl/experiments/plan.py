@@ -13,7 +13,6 @@ through a PETS run's ensemble (`model_problem`) shows what the model is worth. O
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +183,3 @@ def _problem(
                             particles=run.particles,
                             propagation=Propagation(run.propagation))
     return env, problem, model_input
-
-
-def with_settings(config: PlanConfig, **settings: Any) -> PlanConfig:
-    """`config` with the planner settings changed by `settings`."""
-    return dataclasses.replace(config, planner_settings={**config.planner_settings, **settings})

@@ -53,6 +53,7 @@ from mbrl.control.episodes import record_replan_ms, rollout
 from mbrl.control.goals import GOALS
 from mbrl.control.planners import (
     build_planner,
+    gradient_unavailable,
     model_problem,
     planner_names,
     planner_spec,
@@ -163,14 +164,11 @@ def unavailable(planner: str, task: GridTask, source: str) -> str | None:
     """Why `planner` cannot plan `task` through `source`, or None if it can."""
     if not planner_spec(planner).gradient_based or source != "simulator":
         return None
-    if not task.env_id.startswith(("mujoco/", "dmc/")):
-        return "no derivatives of this simulator (only MuJoCo's finite differences are wired)"
-    if task.env_id not in GOALS:
-        return "no quadratic goal for this task (mbrl.control.goals.GOALS)"
     env = envs.make(task.env_id)
-    mapped = env.joint_observation is not None
-    env.close()
-    return None if mapped else "no torch map from the joint state to this task's observation"
+    try:
+        return gradient_unavailable(env, named=False)
+    finally:
+        env.close()
 
 
 #: The grid's planner settings over the registry's: iterations bounded only by each replan's
