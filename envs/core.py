@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
@@ -72,6 +73,31 @@ class Task(abc.ABC):
     ) -> torch.Tensor:
         """Whether each transition ends the episode, `[B]` bool. Default: never."""
         return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
+
+
+@dataclass(frozen=True)
+class JointInterface:
+    """A robot's joints as its hardware interface shows them: what a ros2_control
+    `joint_state_broadcaster` publishes and what a forward effort command controller takes.
+
+    The joint state is `[positions, velocities]` in `state_joints`' order (the simulator's
+    qpos order, one degree of freedom a joint), which `RobotEnv.joint_observation` maps to the
+    observation; a command is one effort a joint of `command_joints`, in the action's order,
+    and `effort = effort_per_action * action`.
+    """
+
+    #: Names of the joints in the joint state's order.
+    state_joints: tuple[str, ...]
+    #: Names of the joints the actuators drive, in the action's order.
+    command_joints: tuple[str, ...]
+    #: Effort (N or N m) of a unit action, one a commanded joint (the actuator's gear).
+    effort_per_action: tuple[float, ...]
+
+    def effort_bounds(self, task: Task) -> tuple[Array, Array]:
+        """The lowest and highest effort `[du]` the task's action bounds allow."""
+        gear = np.asarray(self.effort_per_action)
+        ends = np.stack([gear * task.action_low, gear * task.action_high])
+        return ends.min(axis=0), ends.max(axis=0)
 
 
 class RobotEnv(gymnasium.Env[Array, Array], abc.ABC):
@@ -262,6 +288,12 @@ class RobotEnv(gymnasium.Env[Array, Array], abc.ABC):
         `[joint positions, joint velocities]` `[..., 2 nq]`, batched and differentiable (the
         residual of iLQR on the simulator; a `JointState` message observed as the env would);
         None where the observation is not a function of the joint state alone."""
+        return None
+
+    @property
+    def joint_interface(self) -> JointInterface | None:
+        """The robot's joints as a ROS 2 hardware interface names them (see `JointInterface`);
+        None where the simulator has no named one-degree-of-freedom joints and motors."""
         return None
 
     # ----------------------------------------------------------------- backend hooks

@@ -20,8 +20,8 @@ from dm_control import suite
 from numpy.typing import NDArray
 
 from envs import mujoco_physics
-from envs.cartpole import CartpoleSwingupTask
-from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
+from envs.cartpole import CartpoleSwingupTask, observation as cartpole_observation
+from envs.core import PHYSICS_PARAMS, Array, JointInterface, RobotEnv, Task
 from envs.rewards import tolerance
 
 _UNIT_BOX = (np.array([-1.0]), np.array([1.0]))
@@ -156,7 +156,9 @@ class DmControlEnv(RobotEnv):
         has_contacts: bool = False,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        joint_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        self._joint_map = joint_map
         self._dm = suite.load(
             domain, task_name, task_kwargs={"random": 0, "time_limit": math.inf}
         )
@@ -211,6 +213,14 @@ class DmControlEnv(RobotEnv):
         # whose episode ended): the restored state is mid-episode.
         self._dm._reset_next_step = False
 
+    @property
+    def joint_observation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return self._joint_map
+
+    @property
+    def joint_interface(self) -> JointInterface | None:
+        return mujoco_physics.joint_interface(self._model)
+
     def observe(self) -> Array:
         """The observation of the current simulator state."""
         return self._observation(self._dm.task.get_observation(self._physics))
@@ -241,11 +251,13 @@ def suite_time_limit(domain: str) -> float:
 
 
 def cartpole_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:
-    return DmControlEnv(env_id, "cartpole", "swingup", CartpoleSwingupTask(), **kwargs)
+    return DmControlEnv(env_id, "cartpole", "swingup", CartpoleSwingupTask(),
+                        joint_map=cartpole_observation, **kwargs)
 
 
 def cartpole_balance(env_id: str, **kwargs: Any) -> DmControlEnv:
-    return DmControlEnv(env_id, "cartpole", "balance", CartpoleSwingupTask(), **kwargs)
+    return DmControlEnv(env_id, "cartpole", "balance", CartpoleSwingupTask(),
+                        joint_map=cartpole_observation, **kwargs)
 
 
 def pendulum_swingup(env_id: str, **kwargs: Any) -> DmControlEnv:

@@ -30,7 +30,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from envs import mujoco_physics
-from envs.core import PHYSICS_PARAMS, Array, RobotEnv, Task
+from envs.core import PHYSICS_PARAMS, Array, JointInterface, RobotEnv, Task
 
 #: The physics state `mujoco.rollout` takes and returns: time, qpos, qvel, act, history, plugin.
 _ROLLOUT_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -212,6 +212,10 @@ class MujocoEnv(RobotEnv):
 
         return observe
 
+    @property
+    def joint_interface(self) -> JointInterface | None:
+        return mujoco_physics.joint_interface(self._model)
+
     # ----------------------------------------------------------------- RobotEnv hooks
     def _reset(self, rng: np.random.Generator) -> Array:
         mujoco.mj_resetData(self._model, self._data)
@@ -254,6 +258,14 @@ class MujocoEnv(RobotEnv):
         super().close()
 
     # ----------------------------------------------------------------- extras
+    def physics_step(self, action: Array) -> None:
+        """Advance one physics step (`model.opt.timestep`) holding `action` (clipped into
+        the bounds); `step` is `frame_skip` of these, then the observation and reward. For a
+        robot that must act between control steps (`mbrl sim-robot` applies commands and
+        publishes joint states at the physics rate); the episode's step count is untouched."""
+        self._ctrl[:] = np.clip(action, self.task.action_low, self.task.action_high)
+        mujoco.mj_step(self._model, self._data)
+
     def observe(self) -> Array:
         """The observation of the current simulator state, `[do]` float64."""
         return self._outcome(self._null_action)[0]

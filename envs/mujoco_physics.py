@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from envs.core import RobotEnv
+from envs.core import JointInterface, RobotEnv
 
 Array = NDArray[np.float64]
 
@@ -201,3 +201,23 @@ def _centred_differences(
 def disable_shadows(model: mujoco.MjModel) -> None:
     """Turn off shadow casting, which makes software (Mesa EGL) rendering several times faster."""
     model.light_castshadow[:] = 0
+
+
+def joint_interface(model: mujoco.MjModel) -> JointInterface | None:
+    """The named joints and joint motors of `model` (see `JointInterface`), or None if a joint
+    is not a hinge or slide (one degree of freedom), is unnamed, or an actuator is not a
+    motor on one joint (dm_control's and our models of the cart-pole, pendulum, acrobot,
+    reacher, cheetah and walker qualify where their joints do)."""
+    one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    if model.nq != model.nv or any(int(model.jnt_type[j]) not in one_dof for j in range(model.njnt)):
+        return None
+    names = tuple(model.joint(j).name for j in range(model.njnt))
+    commanded, gears = [], []
+    for a in range(model.nu):
+        if int(model.actuator_trntype[a]) != int(mujoco.mjtTrn.mjTRN_JOINT) or model.actuator_biastype[a]:
+            return None
+        commanded.append(names[model.actuator_trnid[a, 0]])
+        gears.append(float(model.actuator_gear[a, 0]))
+    if not all(names) or len(set(names)) != len(names):
+        return None
+    return JointInterface(names, tuple(commanded), tuple(gears))

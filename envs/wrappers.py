@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from envs.core import Array, RobotEnv, Task
+from envs.core import Array, JointInterface, RobotEnv, Task
 
 
 class RepeatedTask(Task):
@@ -82,6 +82,10 @@ class RobotWrapper(RobotEnv):
     @property
     def joint_observation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return self.inner.joint_observation
+
+    @property
+    def joint_interface(self) -> JointInterface | None:
+        return self.inner.joint_interface
 
     #: Backend extras that mean the same through this wrapper and pass through to `inner`.
     passthrough: frozenset[str] = frozenset({"linearize", "rollout"})

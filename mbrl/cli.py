@@ -7,6 +7,9 @@
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
     mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
     mbrl bench planners ...        planners x tasks x dynamics x budgets x seeds; Pareto plot
+    mbrl deploy ros ...            run a controller on a robot through ROS 2 (sim2real, [ros])
+    mbrl sim-robot --env ID        a MuJoCo robot as a ROS 2 node, with faults (sim2real, [ros])
+    mbrl replay LOG.mcap           plot a deployment's log (sim2real, [ros])
 
 A mistake in what the user gave (a config file, an option, a run directory) is reported in one
 line naming it, with exit status 2, before anything is written; any other error is a bug of
@@ -61,7 +64,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     with_model = args.model is not None
     config = PlanConfig(
         env_id=args.env if with_model or args.env else defaults.env_id,
-        planner=args.planner, planner_settings=_planner_settings(args), model=args.model,
+        planner=args.planner, planner_settings=planner_settings(args), model=args.model,
         steps=args.steps, horizon=args.horizon, replan_every=args.replan_every,
         action_repeat=(args.action_repeat if with_model or args.action_repeat
                        else defaults.action_repeat),
@@ -80,7 +83,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planner_settings(args: argparse.Namespace) -> dict[str, Any]:
+def planner_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The planner settings given as options: --population, --iterations and --set."""
     from controllers.validation import ConfigError
 
@@ -207,7 +210,7 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
         for name in ("env_id", "episodes", "action_repeat", "seed", "particles", "horizon")
         if getattr(args, name) is not None
     }
-    given = _planner_settings(args)
+    given = planner_settings(args)
     if args.planner is not None and args.planner != config.planner:
         # Another planner: the file's settings were for the old one.
         return dataclasses.replace(config, **top, planner=args.planner, planner_settings=given)
@@ -228,7 +231,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
     """Appends an option's default to its help, once: not where the help states it already,
     nor where there is none (a default of None means "not given")."""
 
@@ -243,6 +246,21 @@ class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
 _COMMANDS: dict[str, tuple[str, Callable[[Any], None]]] = {}
 
 
+#: The entry-point group where packages above `mbrl` (which it may not import) add
+#: subcommands: each entry is a dict like `_COMMANDS` (`sim2real.cli:COMMANDS` adds deploy,
+#: sim-robot and replay).
+COMMAND_GROUP = "mbrl.commands"
+
+
+def _all_commands() -> dict[str, tuple[str, Callable[[Any], None]]]:
+    from importlib.metadata import entry_points
+
+    commands = dict(_COMMANDS)
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        commands.update(entry.load())
+    return commands
+
+
 def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser of `mbrl` and its subcommands; with `only`, the subcommands not
     in it get a line of help and no options, so that `mbrl --help` imports nothing heavy
@@ -254,7 +272,7 @@ def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (summary, add) in _COMMANDS.items():
+    for name, (summary, add) in _all_commands().items():
         if only is None or name in only:
             add(commands)
         else:
@@ -291,7 +309,7 @@ def _add_plan(commands: Any) -> None:
         "through the exact physics (the bound a learned model can at best reach) or, with "
         "--model, through a PETS run's ensemble; then a run directory with config.json, "
         "trajectory.csv, trajectory.png, summary.json and episode.mp4.",
-        formatter_class=_DefaultsOnce,
+        formatter_class=DefaultsOnce,
     )
     plan.add_argument("--planner", default=defaults.planner,
                       help="a registered planner, see `mbrl planners`")
@@ -300,15 +318,15 @@ def _add_plan(commands: Any) -> None:
     plan.add_argument("--model", metavar="RUN_DIR",
                       help="plan through this `mbrl train pets` run's model instead of the "
                       "true simulator")
-    plan.add_argument("--steps", type=_positive, default=defaults.steps,
+    plan.add_argument("--steps", type=positive_int, default=defaults.steps,
                       help="control steps in the episode")
-    plan.add_argument("--action-repeat", type=_positive,
+    plan.add_argument("--action-repeat", type=positive_int,
                       help=f"simulator steps per control step (default: "
                       f"{defaults.action_repeat}; with --model: the run's)")
-    plan.add_argument("--horizon", type=_positive, default=defaults.horizon,
+    plan.add_argument("--horizon", type=positive_int, default=defaults.horizon,
                       help="planning horizon in control steps")
-    _add_planner_settings(plan, "the registry's", "the registry's")
-    plan.add_argument("--replan-every", type=_positive, default=defaults.replan_every,
+    add_planner_settings(plan, "the registry's", "the registry's")
+    plan.add_argument("--replan-every", type=positive_int, default=defaults.replan_every,
                       help="replan every this many control steps")
     plan.add_argument("--budget-ms", type=float,
                       help="wall-clock budget of a replan, milliseconds (default: unlimited)")
@@ -330,7 +348,7 @@ def _add_train(commands: Any) -> None:
         "episode. Writes config.json, "
         "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
         "a killed run from its last completed episode.",
-        formatter_class=_DefaultsOnce,
+        formatter_class=DefaultsOnce,
     )
     train.add_argument("algorithm", choices=["pets"], help="the algorithm")
     train.add_argument("--config", metavar="FILE",
@@ -338,22 +356,22 @@ def _add_train(commands: Any) -> None:
                        "override it (default: the built-in PETS settings)")
     train.add_argument("--env", dest="env_id",
                        help=f"env id, see `mbrl envs` (default: {pets_defaults.env_id})")
-    train.add_argument("--episodes", type=_positive,
+    train.add_argument("--episodes", type=positive_int,
                        help=f"episodes in all, the first one random "
                        f"(default: {pets_defaults.episodes})")
-    train.add_argument("--action-repeat", type=_positive,
+    train.add_argument("--action-repeat", type=positive_int,
                        help=f"simulator steps per control step "
                        f"(default: {pets_defaults.action_repeat})")
     train.add_argument("--planner",
                        help=f"a registered planner, see `mbrl planners`; another than the "
                        f"config's starts from the registry's settings "
                        f"(default: {pets_defaults.planner})")
-    train.add_argument("--horizon", type=_positive,
+    train.add_argument("--horizon", type=positive_int,
                        help=f"planning horizon in control steps "
                        f"(default: {pets_defaults.horizon})")
-    _add_planner_settings(train, pets_defaults.planner_settings.get("population"),
+    add_planner_settings(train, pets_defaults.planner_settings.get("population"),
                           pets_defaults.planner_settings.get("iterations"))
-    train.add_argument("--particles", type=_positive,
+    train.add_argument("--particles", type=positive_int,
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
     train.add_argument("--seed", type=int, help=f"run seed (default: {pets_defaults.seed})")
@@ -370,10 +388,10 @@ def _add_eval(commands: Any) -> None:
         "eval", help="replay a trained run's model and planner", allow_abbrev=False,
         description="Load RUN_DIR's model and planner settings, run episodes, and write "
         "eval.json (and eval.mp4 of the first episode where rendering works).",
-        formatter_class=_DefaultsOnce,
+        formatter_class=DefaultsOnce,
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train`")
-    evaluate.add_argument("--episodes", type=_positive, default=1, help="episodes to run")
+    evaluate.add_argument("--episodes", type=positive_int, default=1, help="episodes to run")
     evaluate.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
@@ -401,7 +419,7 @@ def _add_bench(commands: Any) -> None:
         "without recomputing them. Writes OUT/planner_grid.json (provenance, every cell, the "
         "summary), planner_grid.md (a table, Pareto-optimal points in bold) and "
         "planner_grid.png (return against ms per replan, the Pareto front drawn).",
-        formatter_class=_DefaultsOnce,
+        formatter_class=DefaultsOnce,
     )
     planners.add_argument("--preset", choices=list(PRESETS), default="default",
                           help="a named grid (the options below change it): "
@@ -439,20 +457,20 @@ _COMMANDS.update({
 })
 
 
-def _add_planner_settings(parser: argparse.ArgumentParser, population: object,
+def add_planner_settings(parser: argparse.ArgumentParser, population: object,
                           iterations: object) -> None:
-    """The options that change the planner's settings (see `_planner_settings`)."""
-    parser.add_argument("--population", type=_positive,
+    """The options that change the planner's settings (see `planner_settings`)."""
+    parser.add_argument("--population", type=positive_int,
                         help=f"samples per iteration, for the sampling planners (CEM's elites "
                         f"are a tenth) (default: {population})")
-    parser.add_argument("--iterations", type=_positive,
+    parser.add_argument("--iterations", type=positive_int,
                         help=f"planner iterations per replan (default: {iterations})")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any other planner setting, as JSON (--set temperature=0.2); "
                         "repeatable")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")

@@ -46,10 +46,13 @@ class SafetyConfig:
     #: The command sent when it is not safe to act, one value a joint; None: zero effort
     #: (clamped into the bounds).
     safe_command: tuple[float, ...] | None = None
+    #: How far a joint state's stamp may lie ahead of its arrival, seconds (clock skew): one
+    #: further ahead is refused, or it would lock out every later message as out of order.
+    max_stamp_lead_s: float = 0.01
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("period_s", "stale_periods"):
+        for name in ("period_s", "stale_periods", "max_stamp_lead_s"):
             require(self, name, getattr(self, name) > 0.0, "must be > 0")
         require(self, "safe_command", self.safe_command is None
                 or all(math.isfinite(v) for v in self.safe_command), "must be finite or null")
@@ -146,16 +149,22 @@ class CommandGate:
     # ----------------------------------------------------------------- inputs
     def accept_state(
         self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float],
-        stamp_s: float,
+        stamp_s: float, received_s: float | None = None,
     ) -> JointReading | None:
         """Take a joint-state message; the reading, or None (and an event) if it is refused.
 
         Joints may come in any order; every state joint must be there once, with a finite
-        position and velocity, and no other.
+        position and velocity, and no other. With `received_s` (when it arrived, on the
+        gate's clock), a stamp more than `max_stamp_lead_s` ahead of it is refused.
         """
         reason = self._problem(names, positions, velocities, stamp_s)
+        if reason is None and received_s is not None and (
+                stamp_s > received_s + self.config.max_stamp_lead_s):
+            reason = (f"stamp {stamp_s:.6f} s is {stamp_s - received_s:.6f} s ahead of its "
+                      f"arrival (limit {self.config.max_stamp_lead_s} s)")
         if reason is not None:
-            self.events.append(SafetyEvent(stamp_s, "rejected_state", reason))
+            self.events.append(SafetyEvent(stamp_s if received_s is None else received_s,
+                                           "rejected_state", reason))
             return None
         order = [list(names).index(name) for name in self.state_joints]
         reading = JointReading(np.asarray(positions, dtype=np.float64)[order],

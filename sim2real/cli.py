@@ -1,0 +1,341 @@
+"""The `mbrl` subcommands of deployment: `deploy ros`, `sim-robot` and `replay`.
+
+`mbrl.cli` may not import this package (it sits above `mbrl`), so these reach the `mbrl`
+command through the `mbrl.commands` entry point (`COMMANDS`). Importing this module loads
+nothing heavy; each command checks for the ROS 2 extra first, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mbrl.cli import DefaultsOnce, add_planner_settings, planner_settings, positive_int
+
+log = logging.getLogger(__name__)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _domain_id(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 101:
+        raise argparse.ArgumentTypeError(f"must be in 0..101, got {text}")
+    return value
+
+
+def _add_topics(parser: argparse.ArgumentParser) -> None:
+    # The defaults of `controller_node.Topics`, repeated: --help must not need rclpy.
+    parser.add_argument("--joint-states", default="/joint_states",
+                        help="topic of sensor_msgs/JointState from the robot")
+    parser.add_argument("--commands", default="/forward_effort_controller/commands",
+                        help="topic of std_msgs/Float64MultiArray efforts to the robot")
+
+
+def _add_ros(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--domain-id", type=_domain_id,
+                        help="ROS_DOMAIN_ID (default: the environment's, else 0)")
+
+
+# ----------------------------------------------------------------------------- deploy ros
+def _cmd_deploy_ros(args: argparse.Namespace) -> int:
+    from sim2real.ros.dds import require_ros
+
+    require_ros()
+    from mbrl.errors import UserError
+    from mbrl.files import write_json
+    from mbrl.runs.rundir import new_run_dir
+    from sim2real.deployment import (
+        ControlLoop,
+        SimulatorMPCConfig,
+        controller_from_planner,
+        controller_from_run,
+    )
+    from sim2real.safety import SafetyConfig
+
+    if (args.controller is None) == (args.planner is None):
+        raise UserError("give one of --controller RUN_DIR (MPC through a trained run's model) "
+                        "or --planner NAME (MPC through the simulator of --env)")
+    if args.controller is not None:
+        for option in ("env", "horizon", "population", "iterations", "set"):
+            if getattr(args, option) is not None:
+                raise UserError(f"--{option}: set by the run in --controller, not here")
+        deployed = controller_from_run(Path(args.controller), args.plan_budget_ms, args.seed,
+                                       compensate_delay=not args.no_delay_compensation)
+        if args.rate is not None and abs(args.rate - deployed.rate_hz) > 1e-6:
+            raise UserError(f"--rate {args.rate:g}: the model in {args.controller} steps at "
+                            f"{deployed.rate_hz:g} Hz; leave --rate out or give that")
+    else:
+        config = SimulatorMPCConfig(
+            env_id=args.env or SimulatorMPCConfig.env_id, planner=args.planner,
+            planner_settings=planner_settings(args), rate_hz=args.rate or 25.0,
+            horizon=args.horizon or SimulatorMPCConfig.horizon,
+            plan_budget_ms=args.plan_budget_ms, seed=args.seed,
+            compensate_delay=not args.no_delay_compensation)
+        deployed = controller_from_planner(config)
+    robot = deployed.env.env_id.split("/")[-1].split("-")[0]
+    if args.robot is not None and args.robot not in (robot, deployed.env.env_id):
+        raise UserError(f"--robot {args.robot}: the controller is for the {robot} "
+                        f"({deployed.env.env_id})")
+    safety = SafetyConfig(period_s=deployed.period_s, stale_periods=args.stale_periods,
+                          safe_command=tuple(args.safe_command) if args.safe_command else None)
+    loop = ControlLoop(deployed, safety)  # checks the safe command against the joints
+    run_dir = new_run_dir(args.out, "deploy-ros")
+    settings = {key: value for key, value in vars(args).items()
+                if key not in ("run", "parser", "verbose")}
+    write_json(run_dir / "config.json", {**settings, "controller_description":
+                                         deployed.description, "rate_hz": deployed.rate_hz})
+    return _run_deployment(args, loop, run_dir)
+
+
+def _run_deployment(args: argparse.Namespace, loop: Any, run_dir: Path) -> int:
+    from mbrl.files import write_json
+    from sim2real.ros.dds import use_loopback_only
+
+    if args.loopback_only:
+        use_loopback_only(args.domain_id)
+    elif args.domain_id is not None:
+        import os
+
+        os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
+    import rclpy
+
+    from sim2real.ros.controller_node import Stop, Topics, init_ros, run_controller
+    from sim2real.ros.log import McapLog
+    from sim2real.ros.replay import replay
+
+    topics = Topics(args.joint_states, args.commands, args.estop, args.estop_reset)
+    stop = Stop()
+    stop.install()
+    warm_ms = loop.warm_up()
+    init_ros()
+    print(f"{loop.deployed.description} (warm: {warm_ms:.1f} ms an act): {loop.deployed.rate_hz:g} Hz, "
+          f"{topics.joint_states} -> {topics.commands}; log in {run_dir}; Ctrl-C stops "
+          "(the safe command first)", flush=True)
+    started = time.time()
+    try:
+        with McapLog(run_dir / "deploy.mcap") as mcap:
+            acknowledged = run_controller(loop, topics, mcap, args.duration, stop)
+    finally:
+        rclpy.try_shutdown()
+    stats = getattr(loop.deployed.controller, "stats", None)
+    summary = {
+        "seconds": time.time() - started, "periods": loop.periods,
+        "rate_overruns": loop.overruns,
+        "planner_overruns": getattr(stats, "overruns", None),
+        "planner_fallbacks": getattr(stats, "fallbacks", None),
+        "events": _event_counts(loop.gate.events),
+        "stopped_by": {None: "duration", 2: "SIGINT", 15: "SIGTERM"}.get(stop.signal),
+        "safe_command_acknowledged": acknowledged,
+    }
+    summary["log"] = replay(run_dir / "deploy.mcap", run_dir / "deploy.png")
+    write_json(run_dir / "summary.json", summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "log"}), flush=True)
+    return 130 if stop.signal == 2 else 0
+
+
+def _event_counts(events: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.kind] = counts.get(event.kind, 0) + 1
+    return counts
+
+
+def _add_deploy(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="run a controller on a robot through ROS 2", allow_abbrev=False,
+        description="Run a controller on a robot (real, or `mbrl sim-robot`).")
+    targets = deploy.add_subparsers(dest="target", metavar="TARGET", required=True)
+    ros = targets.add_parser(
+        "ros", help="a ROS 2 controller node (needs the [ros] extra)", allow_abbrev=False,
+        formatter_class=DefaultsOnce,
+        description="A ROS 2 node that reads sensor_msgs/JointState, maps it to the model's "
+        "observation with the robot's own map (envs), runs the controller at a fixed rate, "
+        "and publishes std_msgs/Float64MultiArray efforts to a ros2_control forward command "
+        "controller. Between the controller and the robot: a watchdog (state older than "
+        "--stale-periods periods, or none, gives the safe command), the robot's effort "
+        "bounds, a latching e-stop (std_msgs/Bool true on --estop, released by true on "
+        "--estop-reset), the planner's deadline with the shifted-plan fallback, and "
+        "malformed joint states refused with the reason. Everything is logged to OUT/"
+        "deploy-ros-*/deploy.mcap (Foxglove, ros2 bag; `mbrl replay`). Ctrl-C sends the "
+        "safe command, waits for the robot to acknowledge it, then stops.",
+    )
+    which = ros.add_argument_group("controller (one of)")
+    which.add_argument("--controller", metavar="RUN_DIR",
+                       help="MPC through this `mbrl train pets` run's learned model, at its "
+                       "control rate")
+    which.add_argument("--planner", help="MPC with this registered planner through the "
+                       "simulator of --env (see `mbrl planners`)")
+    ros.add_argument("--env", help="with --planner: the robot's env id (default: "
+                     "mujoco/cartpole-swingup)")
+    ros.add_argument("--robot", help="the robot, checked against the controller's (cartpole, "
+                     "or an env id)")
+    ros.add_argument("--rate", type=_positive_float,
+                     help="control rate, Hz (default: a run's own; 25 for --planner)")
+    ros.add_argument("--horizon", type=positive_int, help="with --planner: horizon in periods "
+                     "(default: 30)")
+    add_planner_settings(ros, "the registry's", "the registry's")
+    ros.add_argument("--plan-budget-ms", type=_positive_float,
+                     help="the planner's deadline per replan (default: 90%% of the period, "
+                     "75%% without delay compensation)")
+    ros.add_argument("--no-delay-compensation", action="store_true",
+                     help="send each command as soon as it is planned, from the state it was "
+                     "planned at, instead of planning one period ahead from the model's "
+                     "prediction and sending at the period boundary")
+    ros.add_argument("--stale-periods", type=_positive_float, default=2.0,
+                     help="joint state older than this many periods is stale")
+    ros.add_argument("--safe-command", type=float, nargs="+", metavar="EFFORT",
+                     help="the safe command, one effort a commanded joint (default: zero)")
+    ros.add_argument("--duration", type=_positive_float,
+                     help="stop after this many seconds (default: run until Ctrl-C)")
+    ros.add_argument("--seed", type=int, default=0, help="planner seed")
+    ros.add_argument("--out", default="runs", help="folder for the run directory")
+    _add_topics(ros)
+    ros.add_argument("--estop", default="/estop", help="topic of the e-stop (std_msgs/Bool)")
+    ros.add_argument("--estop-reset", default="/estop_reset",
+                     help="topic that releases a latched e-stop (std_msgs/Bool true)")
+    _add_ros(ros)
+    ros.add_argument("--loopback-only", action="store_true",
+                     help="keep DDS on 127.0.0.1 (a robot on this machine, e.g. sim-robot)")
+    ros.set_defaults(run=_cmd_deploy_ros, parser=ros)
+
+
+# ----------------------------------------------------------------------------- sim-robot
+def _cmd_sim_robot(args: argparse.Namespace) -> int:
+    from sim2real.ros.dds import require_ros
+
+    require_ros()
+    from mbrl.errors import UserError
+    from mbrl.files import write_json
+    from mbrl.runs.rundir import new_run_dir
+    from sim2real.ros.sim_robot import Fault, SimRobotConfig
+
+    physics = {}
+    for item in args.physics or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--physics takes NAME=SCALE, got {item!r}")
+        physics[key] = float(value)
+    config = SimRobotConfig(
+        env_id=args.env, seed=args.seed, duration_s=args.duration, latency_ms=args.latency_ms,
+        noise_std=args.noise_std, physics=physics,
+        faults=tuple(Fault.parse(text) for text in args.fault or []),
+        publish_rate_hz=args.publish_rate, start_on_first_command=args.start_on_first_command)
+    import envs
+
+    probe = envs.make(config.env_id)
+    probe.set_physics_params(**config.physics)  # a bad name or scale fails here, in one line
+    probe.close()
+    run_dir = new_run_dir(args.out, "sim-robot")
+    write_json(run_dir / "config.json", config)
+
+    from sim2real.ros.dds import use_loopback_only
+
+    use_loopback_only(args.domain_id)
+    import rclpy
+
+    from sim2real.ros.controller_node import Stop, Topics, init_ros
+    from sim2real.ros.log import McapLog
+    from sim2real.ros.sim_robot import run_sim_robot
+
+    stop = Stop()
+    stop.install()
+    init_ros()
+    print(f"{config.env_id} on {args.joint_states} / {args.commands} (DDS on 127.0.0.1); "
+          f"log in {run_dir}", flush=True)
+    try:
+        with McapLog(run_dir / "robot.mcap") as mcap:
+            summary = run_sim_robot(config, Topics(args.joint_states, args.commands), mcap, stop)
+    finally:
+        rclpy.try_shutdown()
+    write_json(run_dir / "summary.json", summary)
+    print(json.dumps(summary.__dict__), flush=True)
+    return 0
+
+
+def _fault(text: str) -> str:
+    from sim2real.ros.sim_robot import Fault
+
+    try:
+        Fault.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _add_sim_robot(commands: Any) -> None:
+    robot = commands.add_parser(
+        "sim-robot", help="a MuJoCo robot as a ROS 2 node (needs the [ros] extra)",
+        allow_abbrev=False, formatter_class=DefaultsOnce,
+        description="Simulate a robot behind ros2_control's topics, in real time: publish "
+        "sensor_msgs/JointState at the env's update rate and apply std_msgs/Float64MultiArray "
+        "efforts, with optional command latency, sensor noise, physics shifts and faults. "
+        "DDS stays on 127.0.0.1. Writes OUT/sim-robot-*/ with config.json, robot.mcap and "
+        "summary.json (return, refused commands).",
+    )
+    robot.add_argument("--env", default="mujoco/cartpole-swingup",
+                       help="a MuJoCo-backed env id, see `mbrl envs`")
+    robot.add_argument("--seed", type=int, default=0, help="episode and noise seed")
+    robot.add_argument("--duration", type=_positive_float,
+                       help="simulated seconds (default: until Ctrl-C)")
+    robot.add_argument("--latency-ms", type=float, default=0.0,
+                       help="delay from receiving a command to applying it")
+    robot.add_argument("--noise-std", type=float, default=0.0,
+                       help="gaussian noise on published positions and velocities")
+    robot.add_argument("--physics", action="append", metavar="NAME=SCALE",
+                       help="a physics scale (mass_scale, damping_scale, friction_scale, "
+                       "actuator_gain_scale); repeatable")
+    robot.add_argument("--fault", action="append", type=_fault, metavar="KIND@START-END",
+                       help="joint states go wrong from START to END seconds: drop, freeze, "
+                       "garbage, or delay@START-END:MS; repeatable")
+    robot.add_argument("--publish-rate", type=_positive_float, default=100.0,
+                       help="joint states per second, a divisor of the physics rate (commands "
+                       "apply at the physics rate either way)")
+    robot.add_argument("--start-on-first-command", action="store_true",
+                       help="hold the episode until the first command arrives")
+    robot.add_argument("--out", default="runs", help="folder for the run directory")
+    _add_topics(robot)
+    _add_ros(robot)
+    robot.set_defaults(run=_cmd_sim_robot, parser=robot)
+
+
+# ----------------------------------------------------------------------------- replay
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from sim2real.ros.dds import require_ros
+
+    require_ros()
+    from sim2real.ros.replay import replay
+
+    summary = replay(Path(args.log), Path(args.figure) if args.figure else None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_replay(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="plot a deployment's MCAP log", allow_abbrev=False,
+        formatter_class=DefaultsOnce,
+        description="Read a log of `mbrl deploy ros` or `mbrl sim-robot`; print counts per "
+        "topic, the controller's plan time, state age and safe periods, the safety events and "
+        "the robot's return; plot joint positions, commands, timing and events.")
+    replay.add_argument("log", metavar="LOG.mcap", help="the log")
+    replay.add_argument("--figure", help="where to write the plot (default: LOG.png)")
+    replay.set_defaults(run=_cmd_replay, parser=replay)
+
+
+#: What `mbrl.cli` adds through the `mbrl.commands` entry point.
+COMMANDS: dict[str, tuple[str, Callable[[Any], None]]] = {
+    "deploy": ("run a controller on a robot through ROS 2", _add_deploy),
+    "sim-robot": ("a MuJoCo robot as a ROS 2 node, with faults", _add_sim_robot),
+    "replay": ("plot a deployment's MCAP log", _add_replay),
+}
