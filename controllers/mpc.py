@@ -170,8 +170,7 @@ class MPC:
         if shifted is None or plan.iterations > 1:
             return plan
         self.stats.fallbacks += 1
-        return Plan(actions=shifted, expected_return=math.nan, fallback=True,
-                    info={"late_plan_ms": elapsed_ms})
+        return self._fallback_plan(shifted, {"late_plan_ms": elapsed_ms})
 
     def _diverged(
         self, error: ModelDivergedError, shifted: torch.Tensor | None, started: float
@@ -180,23 +179,38 @@ class MPC:
         self.stats.replans += 1
         self.stats.diverged += 1
         self.stats.last_plan_ms = (time.perf_counter() - started) * 1000
+        info = {"diverged": str(error)}
         if shifted is None:
             actions = self.safe_action().expand(self.planner.horizon, -1).clone()
+            plan = Plan(actions=actions, expected_return=math.nan, fallback=True, info=info)
             played = "the safe plan"
         else:
-            actions, played = shifted, "the previous plan shifted in time"
+            plan, played = self._fallback_plan(shifted, info), "the previous plan shifted in time"
         if self.stats.diverged == 1:  # once an episode: the count keeps the rest
             log.warning("%s; playing %s (MPC.stats.diverged counts these)", error, played)
-        return Plan(actions=actions, expected_return=math.nan, fallback=True,
-                    info={"diverged": str(error)})
+        return plan
+
+    def _fallback_plan(self, shifted: torch.Tensor, info: dict[str, Any]) -> Plan:
+        """The previous plan shifted in time, with its feedback gains and planned states
+        shifted alike where it has them, so that an iLQR plan is still played in closed
+        loop (open loop, a dropped replan in the middle of a balance was enough to lose it)."""
+        assert self.last_plan is not None
+        played = self._steps_since_plan // self.config.plan_step
+        gains, states = self.last_plan.feedback_gains, self.last_plan.planned_states
+        return Plan(actions=shifted, expected_return=math.nan, fallback=True, info=info,
+                    feedback_gains=None if gains is None else _shift(gains, played),
+                    planned_states=None if states is None else _shift(states, played))
 
     def _shifted_plan(self) -> torch.Tensor | None:
         """The stored plan moved forward by the whole plan steps played, its last action
         repeated."""
         if self.last_plan is None:
             return None
-        played = self._steps_since_plan // self.config.plan_step
-        actions = self.last_plan.actions
-        tail = actions[-1:].expand(played, -1)
-        return torch.cat([actions[played:], tail])
+        return _shift(self.last_plan.actions, self._steps_since_plan // self.config.plan_step)
+
+
+def _shift(sequence: torch.Tensor, played: int) -> torch.Tensor:
+    """`sequence` `[T, ...]` moved forward by `played` steps, its last entry repeated."""
+    tail = sequence[-1:].expand(played, *sequence.shape[1:])
+    return torch.cat([sequence[played:], tail])
 

@@ -20,7 +20,8 @@ from dm_control import suite
 from numpy.typing import NDArray
 
 from envs import mujoco_physics
-from envs.cartpole import CartpoleSwingupTask, observation as cartpole_observation
+from envs.cartpole import CartpoleSwingupTask
+from envs.cartpole import observation as cartpole_observation
 from envs.core import PHYSICS_PARAMS, Array, JointInterface, RobotEnv, Task
 from envs.rewards import tolerance
 

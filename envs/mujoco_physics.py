@@ -209,12 +209,14 @@ def joint_interface(model: mujoco.MjModel) -> JointInterface | None:
     motor on one joint (dm_control's and our models of the cart-pole, pendulum, acrobot,
     reacher, cheetah and walker qualify where their joints do)."""
     one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-    if model.nq != model.nv or any(int(model.jnt_type[j]) not in one_dof for j in range(model.njnt)):
+    joint_types = [int(model.jnt_type[j]) for j in range(model.njnt)]
+    if model.nq != model.nv or any(kind not in one_dof for kind in joint_types):
         return None
     names = tuple(model.joint(j).name for j in range(model.njnt))
     commanded, gears = [], []
     for a in range(model.nu):
-        if int(model.actuator_trntype[a]) != int(mujoco.mjtTrn.mjTRN_JOINT) or model.actuator_biastype[a]:
+        on_joint = int(model.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT)
+        if not on_joint or model.actuator_biastype[a]:
             return None
         commanded.append(names[model.actuator_trnid[a, 0]])
         gears.append(float(model.actuator_gear[a, 0]))

@@ -119,7 +119,8 @@ def _run_deployment(args: argparse.Namespace, loop: Any, run_dir: Path) -> int:
     stop.install()
     warm_ms = loop.warm_up()
     init_ros()
-    print(f"{loop.deployed.description} (warm: {warm_ms:.1f} ms an act): {loop.deployed.rate_hz:g} Hz, "
+    print(f"{loop.deployed.description} (warm: {warm_ms:.1f} ms an act): "
+          f"{loop.deployed.rate_hz:g} Hz, "
           f"{topics.joint_states} -> {topics.commands}; log in {run_dir}; Ctrl-C stops "
           "(the safe command first)", flush=True)
     started = time.time()

@@ -15,10 +15,10 @@ period, as the node runs it:
         a period that took longer than the period is an overrun, counted
 
 Planning takes time the robot does not wait for: a command computed from the state at t
-reaches the actuators at t + the planning time. Measured through ROS on the MuJoCo cart-pole
-(iLQR MPC at 25 Hz, 23 ms a plan), that delay alone halved the swing-up return (325 against
-666 in process). With a predictor of one period (the controller's own model), the loop
-compensates the delay instead (Findeisen & Allgoewer 2004, computational delay):
+reaches the actuators at t + the planning time (iLQR MPC on the MuJoCo cart-pole at 20 Hz:
+20 to 30 ms), and the swing-up suffers (`tests/sim2real/test_deployment.py` measures it).
+With a predictor of one period (the controller's own model), the loop compensates the delay
+instead (Findeisen & Allgoewer 2004, computational delay):
 
     on each period, at time t (compensated):
         send the command planned during the last period (the gate's verdict on it, now)
@@ -296,9 +296,11 @@ class ControlLoop:
         with self.lock:
             self.gate.reset_estop(self.clock())
 
-    def tick(self) -> Cycle:
-        """Run one control period now; the command to publish and its record."""
-        return self._tick_compensated() if self.compensates else self._tick_direct()
+    def tick(self, send: Callable[[Array], None] = lambda command: None) -> Cycle:
+        """Run one control period now: `send` gets the command as soon as it is decided
+        (compensated: at once, before planning the next; direct: when the plan is done);
+        returns the period's record."""
+        return self._tick_compensated(send) if self.compensates else self._tick_direct(send)
 
     def _act(self, controller_input: Any) -> tuple[Array, float]:
         """The controller's effort `[n]` for an input, and its milliseconds."""
@@ -307,12 +309,13 @@ class ControlLoop:
         plan_ms = 1000.0 * (time.perf_counter() - started)
         return self._gear * action.detach().double().numpy().reshape(-1), plan_ms
 
-    def _tick_compensated(self) -> Cycle:
+    def _tick_compensated(self, send: Callable[[Array], None]) -> Cycle:
         planned, planned_from = self._planned if self._planned is not None else (None, math.nan)
         with self.lock:
             tick_s = self.clock()
             gated = self.gate.command(tick_s, planned)
             reading = self.gate.fresh_state(tick_s)
+        send(gated.values)  # before planning: the period begins now
         plan_ms = math.nan
         self._planned = None
         if reading is not None:
@@ -333,7 +336,7 @@ class ControlLoop:
                      gated.reason or ("" if planned is not None else "nothing planned yet"),
                      overrun)
 
-    def _tick_direct(self) -> Cycle:
+    def _tick_direct(self, send: Callable[[Array], None]) -> Cycle:
         with self.lock:
             tick_s = self.clock()
             reading = self.gate.fresh_state(tick_s)
@@ -346,6 +349,7 @@ class ControlLoop:
         with self.lock:
             decided_s = self.clock()
             gated: GatedCommand = self.gate.command(decided_s, proposed)
+        send(gated.values)
         self._controlling = not gated.safe
         overrun = decided_s - tick_s > self.deployed.period_s
         self.overruns += overrun

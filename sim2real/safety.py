@@ -201,7 +201,7 @@ class CommandGate:
                 self.events.append(SafetyEvent(now_s, "fresh", "fresh joint state again"))
         return None if stale or self._estop else latest
 
-    def command(self, now_s: float, proposed: Sequence[float] | None) -> GatedCommand:
+    def command(self, now_s: float, proposed: Sequence[float] | Array | None) -> GatedCommand:
         """What to send at `now_s`: `proposed` (the controller's command for the fresh state)
         clamped into the bounds, or the safe command with the reason."""
         if self._estop:

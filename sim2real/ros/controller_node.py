@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -55,6 +56,14 @@ class Topics:
     estop_reset: str = "/estop_reset"
 
 
+#: ros2_control's topic names.
+DEFAULT_TOPICS = Topics()
+
+#: How often Python hands the interpreter lock between threads, seconds (its default, 5 ms,
+#: let a thread that plans, or steps physics, hold a message-taking thread off for several
+#: such slices: commands and joint states then waited up to 90 ms in a receiving process).
+SWITCH_INTERVAL_S = 0.0002
+
 #: Reliable, keep the last 10: what `joint_state_broadcaster` and the forward command
 #: controllers use (the system default QoS).
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -63,7 +72,7 @@ QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 class ControllerNode:
     """`loop` as a ROS 2 node (see the module docstring)."""
 
-    def __init__(self, loop: ControlLoop, topics: Topics = Topics(),
+    def __init__(self, loop: ControlLoop, topics: Topics = DEFAULT_TOPICS,
                  mcap: McapLog | None = None, name: str = "mbrl_controller") -> None:
         self.loop = loop
         self.topics = topics
@@ -101,11 +110,10 @@ class ControllerNode:
 
     def _on_tick(self) -> None:
         try:
-            cycle = self.loop.tick()
+            cycle = self.loop.tick(self.publish)
         except Exception:
             self.publish(self.loop.safe_command())  # a bug of ours: safe first, then raise
             raise
-        self.publish(cycle.command)
         if self.mcap is not None:
             self.mcap.write_json(CYCLE_TOPIC, cycle.record(), _ns(cycle.decided_s))
         self._log_events()
@@ -117,7 +125,7 @@ class ControllerNode:
             self._publisher.publish(message)
             self._log(self.topics.commands, message)
 
-    def stop_safely(self, timeout_s: float = 0.5) -> bool:
+    def stop_safely(self, timeout_s: float = 1.0) -> bool:
         """Publish the safe command and wait until every matched robot has it; whether it was
         acknowledged within `timeout_s`."""
         self.publish(self.loop.safe_command())
@@ -169,19 +177,35 @@ def run_controller(loop: ControlLoop, topics: Topics, mcap: McapLog | None,
     """Spin a `ControllerNode` until `duration_s` has passed or `stop` is set, then send the
     safe command; whether the robot acknowledged it. rclpy must be initialised."""
     controller = ControllerNode(loop, topics, mcap)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     periods, inputs = SingleThreadedExecutor(), SingleThreadedExecutor()
     periods.add_node(controller.node)
     inputs.add_node(controller.inputs)
-    listener = threading.Thread(target=inputs.spin, name="controller-inputs", daemon=True)
-    listener.start()
+    listening = threading.Event()
+    listening.set()
+    listener = spin_in_thread(inputs, listening, "controller-inputs")
     end = None if duration_s is None else time.monotonic() + duration_s
     try:
         while not stop.event.is_set() and (end is None or time.monotonic() < end):
             periods.spin_once(timeout_sec=0.05)
     finally:
         acknowledged = controller.stop_safely()
-        inputs.shutdown(timeout_sec=1.0)
-        periods.shutdown(timeout_sec=1.0)
+        listening.clear()
+        listener.join()
+        inputs.shutdown()
+        periods.shutdown()
         controller.inputs.destroy_node()
         controller.node.destroy_node()
     return acknowledged
+
+
+def spin_in_thread(executor: Any, running: threading.Event, name: str) -> threading.Thread:
+    """A thread that spins `executor` while `running` is set (then returns, so the caller
+    can shut the executor down: shutting it down under a spinning thread raises there)."""
+    def spin() -> None:
+        while running.is_set():
+            executor.spin_once(timeout_sec=0.02)
+
+    thread = threading.Thread(target=spin, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -85,8 +85,15 @@ def require_ros() -> None:
 
 
 def use_loopback_only(domain_id: int | None = None) -> dict[str, str]:
-    """Confine DDS to 127.0.0.1 (see the module docstring) and, if given, set the domain;
-    call before rclpy is initialised. Returns the variables set."""
+    """Confine DDS to 127.0.0.1 (see the module docstring) and, if given, set the domain, in
+    this process's environment; call before rclpy is initialised. Returns the variables set."""
+    settings = loopback_settings(domain_id)
+    os.environ.update(settings)
+    return settings
+
+
+def loopback_settings(domain_id: int | None = None) -> dict[str, str]:
+    """The environment `use_loopback_only` sets (the profile file is written here)."""
     profile = Path(tempfile.gettempdir()) / "mbrl-fastdds-loopback.xml"
     if not profile.exists() or profile.read_text() != LOOPBACK_PROFILE:
         staged = profile.with_suffix(f".{os.getpid()}.tmp")
@@ -103,7 +110,6 @@ def use_loopback_only(domain_id: int | None = None) -> dict[str, str]:
             raise UserError(f"--domain-id: must be in {DOMAIN_IDS.start}..{DOMAIN_IDS.stop - 1}, "
                             f"got {domain_id}")
         settings["ROS_DOMAIN_ID"] = str(domain_id)
-    os.environ.update(settings)
     return settings
 
 
@@ -115,8 +121,8 @@ class DomainClaim:
         candidates = list(DOMAIN_IDS)
         (rng or random.Random()).shuffle(candidates)
         for domain_id in candidates:
-            lock: IO[str] = open(Path(tempfile.gettempdir()) / f"mbrl-ros-domain-{domain_id}.lock",
-                                 "w")
+            path = Path(tempfile.gettempdir()) / f"mbrl-ros-domain-{domain_id}.lock"
+            lock: IO[str] = open(path, "w")  # noqa: SIM115  (held until `release`)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:

@@ -40,7 +40,7 @@ class McapLog:
     def __init__(self, path: Path, chunk_bytes: int = 32 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._stream: IO[bytes] = open(path, "wb")
+        self._stream: IO[bytes] = open(path, "wb")  # noqa: SIM115  (closed by `close`)
         self._writer = Writer(self._stream, chunk_size=chunk_bytes,
                               compression=CompressionType.NONE)
         self._writer.start(profile="ros2", library="mbrl sim2real")

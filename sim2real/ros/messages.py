@@ -4,7 +4,7 @@ Topics (ros2_control's conventions; every name configurable on the command line)
 
 | topic | type | from → to |
 |---|---|---|
-| `/joint_states` | `sensor_msgs/msg/JointState` | robot → controller (a `joint_state_broadcaster`) |
+| `/joint_states` | `sensor_msgs/msg/JointState` | robot → controller (joint_state_broadcaster) |
 | `/forward_effort_controller/commands` | `std_msgs/msg/Float64MultiArray` | controller → robot |
 | `/estop` | `std_msgs/msg/Bool` | operator → controller: `true` latches the safe command |
 | `/estop_reset` | `std_msgs/msg/Bool` | operator → controller: `true` releases a latched e-stop |
@@ -53,7 +53,8 @@ def message_definition(message_type: Any) -> str:
             lines.append(f"{spelled} {field}")
             pending.extend(_message_class(n) for n in nested)
         text = "\n".join(lines)
-        sections.append(text if current is message_type else f"MSG: {name.replace('/msg/', '/')}\n{text}")
+        header = f"MSG: {name.replace('/msg/', '/')}\n"
+        sections.append(text if current is message_type else header + text)
     return ("\n" + "=" * 80 + "\n").join(sections) + "\n"
 
 
@@ -89,13 +90,13 @@ def stamp_seconds(stamp: Time) -> float:
 
 def to_stamp(seconds: float) -> Time:
     """Seconds as a `builtin_interfaces/Time`."""
-    nanoseconds = int(round(seconds * 1e9))
+    nanoseconds = round(seconds * 1e9)
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
 def joint_state_message(
-    names: Sequence[str], positions: Sequence[float], velocities: Sequence[float],
-    stamp_s: float,
+    names: Sequence[str], positions: Sequence[float] | Array,
+    velocities: Sequence[float] | Array, stamp_s: float,
 ) -> JointState:
     """A `JointState` as a `joint_state_broadcaster` publishes it (no efforts)."""
     message = JointState()

@@ -84,7 +84,7 @@ def plot(records: list[LogRecord], figure: Path, title: str) -> None:
     valid = [r for r in states if len(r.message.name) == len(r.message.position)]
     if valid:
         names = list(valid[0].message.name)
-        for j, name in enumerate(names):
+        for name in names:
             points = [(r.time_s - t0, r.message.position[list(r.message.name).index(name)])
                       for r in valid if name in r.message.name]
             axes[0].plot(*zip(*points, strict=True), label=name, lw=1)

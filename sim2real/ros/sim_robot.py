@@ -2,10 +2,9 @@
 
 It is what a user runs before trusting the real robot, and what the tests run the controller
 node against. In real time (a step that starts late is caught up at once, so simulated time
-keeps up with the wall clock the controller plans on: dropping the late time instead cost a
-swing-up through ROS 60% of its return), every physics step (the `mujoco/` robots: `model.opt.timestep`,
-500 Hz for the cart-pole; a `dmc/` robot, whose physics dm_control steps, at its control
-step):
+keeps up with the wall clock the controller plans on), every physics step (the `mujoco/`
+robots: `model.opt.timestep`, 500 Hz for the cart-pole; a `dmc/` robot, whose physics
+dm_control steps, at its control step):
 
     command = the latest received command whose latency has passed (held, as ros2_control's
               forward command controllers hold the last command); one of the wrong length
@@ -18,7 +17,7 @@ step):
         drop     publish nothing (a lost link)
         freeze   publish the last message again, same stamp and values (a hung driver)
         delay    publish each message DELAY ms late, with its true stamp
-        garbage  publish malformed messages in turn: a NaN position, an unknown joint, a
+        garbage  publish malformed messages in turn: a NaN position, an extra unknown joint, a
                  missing joint, unequal lengths, an infinite velocity, a stamp from the
                  past, a stamp from the future
 
@@ -33,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -50,7 +50,14 @@ import envs
 from controllers.validation import check_types, require
 from envs.dynamics import joint_state
 from mbrl.config import require_known_env
-from sim2real.ros.controller_node import QOS, Stop, Topics
+from sim2real.ros.controller_node import (
+    DEFAULT_TOPICS,
+    QOS,
+    SWITCH_INTERVAL_S,
+    Stop,
+    Topics,
+    spin_in_thread,
+)
 from sim2real.ros.log import ROBOT_TOPIC, McapLog
 from sim2real.ros.messages import joint_state_message
 
@@ -169,7 +176,7 @@ class RobotSummary:
 class SimRobotNode:
     """`config`'s robot as a ROS 2 node; `run` steps it in real time on its own thread."""
 
-    def __init__(self, config: SimRobotConfig, topics: Topics = Topics(),
+    def __init__(self, config: SimRobotConfig, topics: Topics = DEFAULT_TOPICS,
                  mcap: McapLog | None = None, name: str = "mbrl_sim_robot") -> None:
         self.config = config
         self.topics = topics
@@ -245,13 +252,20 @@ class SimRobotNode:
         ticks = 0
         substep = 0
         obs = self.env.observe()
-        next_time = time.monotonic()
+        start_wall, start_mono = time.time(), time.monotonic()
+        next_time = start_mono
         while not stop.event.is_set() and self.summary.steps < steps_wanted:
-            now_wall = time.time()
+            # As ros2_control's loop: read (publish the state of this instant), update, write
+            # (apply the command for the next physics step). The instant is the schedule's,
+            # so stamps stay true while a late step is being caught up.
+            instant = start_wall + (next_time - start_mono)
+            if ticks % publish_every == 0:
+                self._publish_state((self.summary.steps * substeps + substep) * dt, instant)
+            ticks += 1
             if waiting and self._first_command.is_set():
                 waiting = False
             if not waiting:
-                action = self._current_action(now_wall)
+                action = self._current_action(instant)
                 if physics_step is None:
                     _, reward, _, _, _ = self.env.step(action)
                     substep = substeps
@@ -270,10 +284,7 @@ class SimRobotNode:
                     self.summary.episode_return += reward
                     self._log_json(ROBOT_TOPIC, {"step": self.summary.steps,
                                                  "action": action.tolist(), "reward": reward},
-                                   now_wall)
-            if ticks % publish_every == 0:
-                self._publish_state((self.summary.steps * substeps + substep) * dt, time.time())
-            ticks += 1
+                                   instant)
             next_time += dt
             delay = next_time - time.monotonic()
             if delay > 0:
@@ -290,6 +301,7 @@ class SimRobotNode:
         return self.summary
 
     def _publish_state(self, t_sim: float, now: float) -> None:
+        """Publish the joint state of instant `now` (wall clock), `t_sim` into the episode."""
         fault = next((f for f in self.config.faults if f.active(t_sim)), None)
         self._flush_delayed(now)
         if fault is not None and fault.kind == "drop":
@@ -320,7 +332,7 @@ class SimRobotNode:
     def _send(self, message: JointState, now: float) -> None:
         self._publisher.publish(message)
         self.summary.joint_states_published += 1
-        self._log(self.topics.joint_states, message, now)
+        self._log(self.topics.joint_states, message, time.time())  # when it really left
 
     def _garbage(self, now: float) -> JointState:
         """The next malformed joint-state message (see the module docstring)."""
@@ -332,7 +344,8 @@ class SimRobotNode:
         if variant == 0:
             position[0] = math.nan
         elif variant == 1:
-            names[-1] = "no_such_joint"
+            names = [*names, "no_such_joint"]
+            position, velocity = [*position, 0.0], [*velocity, 0.0]
         elif variant == 2:
             names, position, velocity = names[1:], position[1:], velocity[1:]
         elif variant == 3:
@@ -360,13 +373,17 @@ def run_sim_robot(config: SimRobotConfig, topics: Topics, mcap: McapLog | None,
     """Run the robot (physics on this thread, commands on an executor thread) until its
     duration has passed or `stop` is set. rclpy must be initialised."""
     robot = SimRobotNode(config, topics, mcap)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     executor = SingleThreadedExecutor()
     executor.add_node(robot.node)
-    spinner = threading.Thread(target=executor.spin, name="sim-robot-commands", daemon=True)
-    spinner.start()
+    listening = threading.Event()
+    listening.set()
+    listener = spin_in_thread(executor, listening, "sim-robot-commands")
     try:
         return robot.run(stop)
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        listening.clear()
+        listener.join()
+        executor.shutdown()
         robot.node.destroy_node()
         robot.env.close()

@@ -106,3 +106,13 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="safe_command must have 1 values"):
         CommandGate(["slider"], ["slider"], np.array([-1.0]), np.array([1.0]),
                     SafetyConfig(safe_command=(0.0, 0.0)))
+
+
+def test_a_stamp_far_ahead_of_its_arrival_is_refused_and_cannot_lock_out_later_messages() -> None:
+    gate = cartpole_gate(max_stamp_lead_s=0.01)
+    assert gate.accept_state(["slider", "hinge"], [0.0, 3.1], [0.0, 0.0], stamp_s=11.0,
+                             received_s=1.0) is None
+    assert "ahead of its arrival" in gate.events[-1].reason and gate.events[-1].time_s == 1.0
+    # Accepted, it would have made every real message after it "out of order".
+    assert gate.accept_state(["slider", "hinge"], [0.0, 3.1], [0.0, 0.0], stamp_s=1.005,
+                             received_s=1.0) is not None
