@@ -87,6 +87,10 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
     if args.robot is not None and args.robot not in (robot, deployed.env.env_id):
         raise UserError(f"--robot {args.robot}: the controller is for the {robot} "
                         f"({deployed.env.env_id})")
+    joints = deployed.env.joint_interface.command_joints  # type: ignore[union-attr]
+    if args.safe_command is not None and len(args.safe_command) != len(joints):
+        raise UserError(f"--safe-command: give one effort for each of {list(joints)}, got "
+                        f"{len(args.safe_command)}")
     safety = SafetyConfig(period_s=deployed.period_s, stale_periods=args.stale_periods,
                           safe_command=tuple(args.safe_command) if args.safe_command else None)
     loop = ControlLoop(deployed, safety)  # checks the safe command against the joints
@@ -235,8 +239,12 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     import envs
 
     probe = envs.make(config.env_id)
-    probe.set_physics_params(**config.physics)  # a bad name or scale fails here, in one line
-    probe.close()
+    try:
+        probe.set_physics_params(**config.physics)
+    except ValueError as error:  # a bad name or scale, in one line
+        raise UserError(f"--physics: {error}") from None
+    finally:
+        probe.close()
     run_dir = new_run_dir(args.out, "sim-robot")
     write_json(run_dir / "config.json", config)
 

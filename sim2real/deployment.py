@@ -278,8 +278,8 @@ class ControlLoop:
         self.deployed.controller.reset()
         return elapsed
 
-    def on_joint_state(self, names: Sequence[str], positions: Sequence[float],
-                       velocities: Sequence[float], stamp_s: float) -> bool:
+    def on_joint_state(self, names: Sequence[str], positions: Sequence[float] | Array,
+                       velocities: Sequence[float] | Array, stamp_s: float) -> bool:
         """Offer a joint-state message to the gate; whether it was accepted."""
         with self.lock:
             return self.gate.accept_state(names, positions, velocities, stamp_s,

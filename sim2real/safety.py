@@ -148,8 +148,8 @@ class CommandGate:
 
     # ----------------------------------------------------------------- inputs
     def accept_state(
-        self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float],
-        stamp_s: float, received_s: float | None = None,
+        self, names: Sequence[str], positions: Sequence[float] | Array,
+        velocities: Sequence[float] | Array, stamp_s: float, received_s: float | None = None,
     ) -> JointReading | None:
         """Take a joint-state message; the reading, or None (and an event) if it is refused.
 
@@ -223,8 +223,8 @@ class CommandGate:
         return self._estop
 
     def _problem(
-        self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float],
-        stamp_s: float,
+        self, names: Sequence[str], positions: Sequence[float] | Array,
+        velocities: Sequence[float] | Array, stamp_s: float,
     ) -> str | None:
         """Why a joint-state message is refused, or None."""
         names = list(names)

@@ -11,6 +11,7 @@ safety events) are `std_msgs/String` messages holding one JSON object each, on t
 from __future__ import annotations
 
 import json
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def read_log(path: Path, topics: Iterable[str] | None = None) -> list[LogRecord]
             for _, channel, message, decoded in _decoded(reader):
                 if wanted is None or channel.topic in wanted:
                     records.append(LogRecord(channel.topic, message.log_time * 1e-9, decoded))
-        except (McapError, EOFError, ValueError) as error:
+        except (McapError, EOFError, ValueError, struct.error) as error:
             if not records:
                 raise ValueError(f"{path}: not a readable MCAP log ({error})") from error
     return records

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from controllers import CEM, MPC, MPPI, CEMConfig, MPCConfig, MPCStats, MPPIConfig
+from controllers.protocols import Plan
 from tests.controllers.analytic import F64, ORIGIN, FakeClock, RecordingPointMass, TimedPointMass
 
 LOW, HIGH = torch.tensor([-0.5, -1.0], dtype=F64), torch.tensor([1.0, 0.3], dtype=F64)
@@ -150,3 +151,42 @@ def test_a_5_ms_budget_is_honoured_in_real_time(planner_kind: str) -> None:
 def test_a_bad_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="time_budget_ms"):
         MPCConfig(time_budget_ms=0.0)
+
+
+class _LinearFeedbackPlanner:
+    """A one-iteration planner with a feedback law (as iLQR's plans carry), each plan taking
+    8 ms on `clock`: plan k holds action k at every step, about states 10 k."""
+
+    horizon = 3
+    action_low = torch.tensor([-100.0], dtype=F64)
+    action_high = torch.tensor([100.0], dtype=F64)
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.plans = 0
+
+    def plan(self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
+             deadline: float | None = None) -> Plan:
+        self.clock.now += 8 * MS
+        self.plans += 1
+        k = float(self.plans)
+        steps = torch.arange(self.horizon + 1, dtype=F64)
+        return Plan(actions=torch.full((self.horizon, 1), k, dtype=F64), expected_return=0.0,
+                    feedback_gains=-torch.ones(self.horizon, 1, 1, dtype=F64),
+                    planned_states=(10 * k + steps)[:, None])
+
+    def reset(self) -> None:
+        self.plans = 0
+
+
+def test_the_fallback_keeps_the_plans_feedback_law_shifted_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    controller = MPC(_LinearFeedbackPlanner(clock), MPCConfig(time_budget_ms=5.0))
+    state = torch.tensor([10.0], dtype=F64)
+    assert controller.act(state).item() == 1.0  # u_0 + K_0 (x - x_0) = 1 - (10 - 10)
+    late = controller.act(torch.tensor([12.0], dtype=F64))  # the replan is late: plan 1, step 1
+    assert controller.last_plan is not None and controller.last_plan.fallback
+    assert late.item() == 1.0 - (12.0 - 11.0)  # closed loop about the shifted planned state

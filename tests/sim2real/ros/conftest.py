@@ -95,7 +95,7 @@ class RosProcesses:
 
 
 @pytest.fixture
-def testbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RosProcesses]:
+def ros_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RosProcesses]:
     """A domain id no other test run holds, and DDS confined to the loopback interface, for
     the processes and for this one (which may join as an operator or a listener)."""
     claim = DomainClaim()

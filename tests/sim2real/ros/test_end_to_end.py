@@ -92,27 +92,30 @@ def in_process_return(seconds: float) -> float:
     return episode.episode_return
 
 
-def test_the_cartpole_swings_up_through_ros_as_well_as_in_process(testbed: RosProcesses) -> None:
+def test_the_cartpole_swings_up_through_ros_as_well_as_in_process(
+        ros_processes: RosProcesses) -> None:
     reference = in_process_return(8.0)
-    robot = testbed.robot("--duration", "8")
-    controller = testbed.controller(*SWING_UP)
-    assert testbed.wait(robot, "robot", 90) == 0, testbed.output("robot")
-    assert testbed.interrupt(controller, "controller") == 130, testbed.output("controller")
-    through_ros = testbed.summary("robot")
+    robot = ros_processes.robot("--duration", "8")
+    controller = ros_processes.controller(*SWING_UP)
+    assert ros_processes.wait(robot, "robot", 90) == 0, ros_processes.output("robot")
+    stopped = ros_processes.interrupt(controller, "controller")
+    assert stopped == 130, ros_processes.output("controller")
+    through_ros = ros_processes.summary("robot")
     assert through_ros["steps"] == 800 and through_ros["lost_time_s"] == 0.0
     assert through_ros["episode_return"] >= 0.9 * reference, (through_ros, reference)
-    assert testbed.summary("controller")["stopped_by"] == "SIGINT"
-    assert "Traceback" not in testbed.output("controller")
+    assert ros_processes.summary("controller")["stopped_by"] == "SIGINT"
+    assert "Traceback" not in ros_processes.output("controller")
 
 
 def test_a_lost_link_gives_the_safe_command_within_one_period_every_time(
-        testbed: RosProcesses) -> None:
+        ros_processes: RosProcesses) -> None:
     windows = [(1.0 + 0.5 * i, 1.25 + 0.5 * i) for i in range(20)]  # 20 trials of 0.25 s
-    robot = testbed.robot("--duration", "11.5", *(f"--fault=drop@{a}-{b}" for a, b in windows))
-    controller = testbed.controller(*LIGHT)
-    assert testbed.wait(robot, "robot", 90) == 0, testbed.output("robot")
-    testbed.interrupt(controller, "controller")
-    robot_log, controller_log = testbed.log("robot"), testbed.log("controller")
+    faults = (f"--fault=drop@{a}-{b}" for a, b in windows)
+    robot = ros_processes.robot("--duration", "11.5", *faults)
+    controller = ros_processes.controller(*LIGHT)
+    assert ros_processes.wait(robot, "robot", 90) == 0, ros_processes.output("robot")
+    ros_processes.interrupt(controller, "controller")
+    robot_log, controller_log = ros_processes.log("robot"), ros_processes.log("controller")
     published = np.array([stamp_seconds(r.message.header.stamp) for r in robot_log
                           if r.topic == "/joint_states"])
     gaps = np.flatnonzero(np.diff(published) > 0.2)
@@ -134,9 +137,9 @@ def test_a_lost_link_gives_the_safe_command_within_one_period_every_time(
 
 
 def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
-        testbed: RosProcesses) -> None:
-    robot = testbed.robot("--duration", "8", "--fault=garbage@0.5-1.5")
-    controller = testbed.controller(*LIGHT)
+        ros_processes: RosProcesses) -> None:
+    robot = ros_processes.robot("--duration", "8", "--fault=garbage@0.5-1.5")
+    controller = ros_processes.controller(*LIGHT)
     operator = Operator()
     try:
         operator.wait_for(lambda: len(operator.states) > 0, 60, "joint state")
@@ -155,11 +158,11 @@ def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
             operator.command_publisher.publish(message)
         time.sleep(0.3)
         stopped = time.time()
-        assert testbed.interrupt(controller, "controller") == 130
-        assert testbed.wait(robot, "robot", 60) == 0, testbed.output("robot")
+        assert ros_processes.interrupt(controller, "controller") == 130
+        assert ros_processes.wait(robot, "robot", 60) == 0, ros_processes.output("robot")
     finally:
         operator.close()
-    robot_log = testbed.log("robot")
+    robot_log = ros_processes.log("robot")
     received = received_commands(robot_log)
     during = [v for t, v in received if engaged + PERIOD < t < reset]
     assert during and all(v == [0.0] for v in during)
@@ -167,12 +170,12 @@ def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
     assert any(v != [0.0] for v in after)
     last_time, last_command = received[-1]
     assert last_command == [0.0] and last_time >= stopped  # Ctrl-C sent the safe command
-    assert testbed.summary("controller")["safe_command_acknowledged"] is True
-    summary = testbed.summary("robot")
+    assert ros_processes.summary("controller")["safe_command_acknowledged"] is True
+    summary = ros_processes.summary("robot")
     assert summary["garbage_published"] >= 40
     assert summary["commands_not_finite"] == 1 and summary["commands_wrong_length"] == 1
     assert summary["commands_out_of_bounds"] == 0 and max(summary["max_abs_effort"]) <= 10.0
-    controller_log = testbed.log("controller")
+    controller_log = ros_processes.log("controller")
     reasons = " | ".join(r.json()["reason"] for r in controller_log if r.topic == EVENT_TOPIC
                          and r.json()["kind"] == "rejected_state")
     for reason in ("NaN or infinite", "unknown joints", "missing joints", "names,",
@@ -184,17 +187,18 @@ def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
     assert all(all(math.isfinite(v) and abs(v) <= 10.0 for v in c["command"]) for c in sent)
 
 
-def test_a_killed_controller_restarts_reconnects_and_swings_up_again(testbed: RosProcesses) -> None:
-    robot = testbed.robot("--duration", "16")
-    first = testbed.controller(*SWING_UP, name="first")
-    testbed.wait_for_file(testbed.folder / "robot", 30)
+def test_a_killed_controller_restarts_reconnects_and_swings_up_again(
+        ros_processes: RosProcesses) -> None:
+    robot = ros_processes.robot("--duration", "16")
+    first = ros_processes.controller(*SWING_UP, name="first")
+    ros_processes.wait_for_file(ros_processes.folder / "robot", 30)
     time.sleep(8.0)
     first.kill()  # no safe command: the robot holds the last one, as ros2_control does
     killed = time.time()
-    second = testbed.controller(*SWING_UP, name="second")
-    assert testbed.wait(robot, "robot", 90) == 0, testbed.output("robot")
-    testbed.interrupt(second, "second")
-    robot_log = testbed.log("robot")
+    second = ros_processes.controller(*SWING_UP, name="second")
+    assert ros_processes.wait(robot, "robot", 90) == 0, ros_processes.output("robot")
+    ros_processes.interrupt(second, "second")
+    robot_log = ros_processes.log("robot")
     received = received_commands(robot_log)
     resumed = next(t for t, _ in received if t > killed)  # the first has no voice left
     assert resumed < killed + 10.0
