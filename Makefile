@@ -12,7 +12,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first: an unpinned torch pulls several GB of CUDA packages.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,video,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,video,ray,ros]"
 	touch $@
 
 demo: $(BIN)/.installed
