@@ -93,7 +93,7 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
                         f"{len(args.safe_command)}")
     safety = SafetyConfig(period_s=deployed.period_s, stale_periods=args.stale_periods,
                           safe_command=tuple(args.safe_command) if args.safe_command else None)
-    loop = ControlLoop(deployed, safety)  # checks the safe command against the joints
+    loop = ControlLoop(deployed, safety)
     run_dir = new_run_dir(args.out, "deploy-ros")
     settings = {key: value for key, value in vars(args).items()
                 if key not in ("run", "parser", "verbose")}
@@ -121,6 +121,9 @@ def _run_deployment(args: argparse.Namespace, loop: Any, run_dir: Path) -> int:
     topics = Topics(args.joint_states, args.commands, args.estop, args.estop_reset)
     stop = Stop()
     stop.install()
+    import torch
+
+    torch.set_num_threads(args.threads)
     warm_ms = loop.warm_up()
     init_ros()
     print(f"{loop.deployed.description} (warm: {warm_ms:.1f} ms an act): "
@@ -204,6 +207,8 @@ def _add_deploy(commands: Any) -> None:
     ros.add_argument("--duration", type=_positive_float,
                      help="stop after this many seconds (default: run until Ctrl-C)")
     ros.add_argument("--seed", type=int, default=0, help="planner seed")
+    ros.add_argument("--threads", type=positive_int, default=1,
+                     help="torch threads of the controller (a robot's computer is shared)")
     ros.add_argument("--out", default="runs", help="folder for the run directory")
     _add_topics(ros)
     ros.add_argument("--estop", default="/estop", help="topic of the e-stop (std_msgs/Bool)")
@@ -259,6 +264,9 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
 
     stop = Stop()
     stop.install()
+    import torch
+
+    torch.set_num_threads(1)  # the task's reward: tiny tensors
     init_ros()
     print(f"{config.env_id} on {args.joint_states} / {args.commands} (DDS on 127.0.0.1); "
           f"log in {run_dir}", flush=True)

@@ -51,6 +51,7 @@ import torch
 import envs
 from controllers import MPC, MPCConfig
 from controllers.protocols import Controller
+from controllers.validation import require
 from envs.dynamics import joint_state, set_joint_state
 from mbrl.algorithms.pets import load_run, model_input, planning_controller
 from mbrl.control.planners import build_planner, planner_spec, require_planner, simulator_problem
@@ -146,9 +147,13 @@ class SimulatorMPCConfig:
     compensate_delay: bool = True
     #: Seed of the planner.
     seed: int = 0
+    #: Threads the simulator's batched rollouts use (a controller on a robot's computer
+    #: shares it with the drivers).
+    rollout_threads: int = 1
 
     def __post_init__(self) -> None:
         require_planner(self)
+        require(self, "rollout_threads", self.rollout_threads >= 1, "must be >= 1")
 
 
 def controller_from_planner(config: SimulatorMPCConfig) -> DeployedController:
@@ -160,7 +165,9 @@ def controller_from_planner(config: SimulatorMPCConfig) -> DeployedController:
     env.reset(seed=config.seed)
     budget = config.plan_budget_ms or default_budget_ms(1.0 / config.rate_hz,
                                                         config.compensate_delay)
-    problem = simulator_problem(env, config.horizon, config.seed)
+    rollout_threads = config.rollout_threads if config.env_id.startswith("mujoco/") else None
+    problem = simulator_problem(env, config.horizon, config.seed,
+                                rollout_threads=rollout_threads)
     controller = MPC(build_planner(config.planner, problem, **config.planner_settings),
                      MPCConfig(time_budget_ms=budget))
     on_joints = planner_spec(config.planner).gradient_based  # iLQR and DDP: joint states

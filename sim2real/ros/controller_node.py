@@ -122,12 +122,15 @@ class ControllerNode:
     def publish(self, command: Any) -> None:
         message = command_message(command)
         with self._publish_lock:  # the e-stop publishes from the inputs' thread
+            sent_s = self.loop.clock()  # before the call: its time is the transport's
             self._publisher.publish(message)
-            self._log(self.topics.commands, message)
+            if self.mcap is not None:
+                self.mcap.write(self.topics.commands, message, _ns(sent_s))
 
-    def stop_safely(self, timeout_s: float = 1.0) -> bool:
+    def stop_safely(self, timeout_s: float = 3.5) -> bool:
         """Publish the safe command and wait until every matched robot has it; whether it was
-        acknowledged within `timeout_s`."""
+        acknowledged within `timeout_s` (longer than Fast DDS's 3 s heartbeat period, after
+        which a reader that missed the piggybacked heartbeat acknowledges)."""
         self.publish(self.loop.safe_command())
         return bool(self._publisher.wait_for_all_acked(
             rclpy.duration.Duration(nanoseconds=int(timeout_s * 1e9))))

@@ -7,6 +7,7 @@ acted on, safe or not, overruns) and safety events, and the robot's step records
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -96,10 +97,10 @@ def plot(records: list[LogRecord], figure: Path, title: str) -> None:
             points = [(r.time_s - t0, r.message.data[j]) for r in commands
                       if len(r.message.data) > j]
             axes[1].plot(*zip(*points, strict=True), lw=1, label=f"command {j}")
-    for c in cycles:
-        if c["safe"]:
-            axes[1].axvspan(c["tick_s"] - t0, c["decided_s"] - t0 + 1e-3, color="red",
-                            alpha=0.15, lw=0)
+    for c, following in itertools.pairwise(cycles):
+        if c["safe"]:  # the safe command holds until the next period's command
+            axes[1].axvspan(c["decided_s"] - t0, following["decided_s"] - t0, color="red",
+                            alpha=0.2, lw=0)
     axes[1].set_ylabel("effort (safe: red)")
     if cycles:
         tick = [c["decided_s"] - t0 for c in cycles]

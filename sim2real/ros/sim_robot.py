@@ -330,9 +330,10 @@ class SimRobotNode:
             self._send(self._delayed.popleft()[1], now)
 
     def _send(self, message: JointState, now: float) -> None:
+        sent = time.time()  # when it really left (before the call: its time is the transport's)
         self._publisher.publish(message)
         self.summary.joint_states_published += 1
-        self._log(self.topics.joint_states, message, time.time())  # when it really left
+        self._log(self.topics.joint_states, message, sent)
 
     def _garbage(self, now: float) -> JointState:
         """The next malformed joint-state message (see the module docstring)."""

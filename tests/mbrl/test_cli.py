@@ -23,7 +23,9 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     # Each subcommand starts a line indented by four spaces; wrapped help lines by more.
     listed = {line.split()[0] for line in out.splitlines()
               if line.startswith("    ") and not line.startswith("     ")}
-    assert listed == {"envs", "planners", "plan", "train", "eval", "bench"}
+    # Those of sim2real come through the `mbrl.commands` entry point.
+    assert listed == {"envs", "planners", "plan", "train", "eval", "bench", "deploy",
+                      "sim-robot", "replay"}
 
 
 def test_envs_lists_every_registered_id(capsys: pytest.CaptureFixture[str]) -> None:
