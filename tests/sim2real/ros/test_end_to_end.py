@@ -136,6 +136,36 @@ def test_a_lost_link_gives_the_safe_command_within_one_period_every_time(
     assert events.count("stale") == 20 + 1 and events.count("fresh") == 21  # and at the end
 
 
+def test_a_frozen_driver_and_delayed_states_give_the_safe_command_then_control_resumes(
+        ros_processes: RosProcesses) -> None:
+    # Frozen: the same message again and again (its stamp never moves on); delayed: every
+    # message 200 ms late with its true stamp, older than the 100 ms the watchdog allows.
+    robot = ros_processes.robot("--duration", "5", "--fault=freeze@1.0-1.6",
+                                "--fault=delay@2.6-3.4:200")
+    controller = ros_processes.controller(*LIGHT)
+    assert ros_processes.wait(robot, "robot", 90) == 0, ros_processes.output("robot")
+    ros_processes.interrupt(controller, "controller")
+    robot_log, controller_log = ros_processes.log("robot"), ros_processes.log("controller")
+    steps = [r for r in robot_log if r.topic == "/mbrl/robot_step"]
+    start = steps[0].time_s - 0.008  # the instant of the episode's first physics step
+    events = [r.json() for r in controller_log if r.topic == EVENT_TOPIC]
+    repeated = [e for e in events if e["kind"] == "rejected_state"
+                and "is not after the last accepted" in e["reason"]]
+    assert len(repeated) >= 50  # 0.6 s of a frozen driver at 100 Hz
+    stale = [e["time_s"] - start for e in events if e["kind"] == "stale"]
+    fresh = [e["time_s"] - start for e in events if e["kind"] == "fresh"]
+    # Frozen at 1.0 s: stale once the last real state is 100 ms old, safe at the next period.
+    assert any(1.0 + STALE - 0.02 < t <= 1.0 + STALE + PERIOD + 0.02 for t in stale), stale
+    assert any(1.6 < t < 1.6 + 2 * PERIOD for t in fresh), fresh
+    # Delayed from 2.6 s: the first late message arrives at 2.8 s, 200 ms old: stale by then;
+    # at 3.4 s undelayed states overtake the late ones, which are then refused as out of order.
+    assert any(2.6 + STALE - 0.02 < t <= 2.6 + STALE + PERIOD + 0.02 for t in stale), stale
+    assert any(3.4 < t < 3.4 + 3 * PERIOD for t in fresh), fresh  # fresh states jump the queue
+    sent = cycles(controller_log)
+    assert all(c["safe"] for c in sent
+               if 1.0 + STALE + PERIOD < c["tick_s"] - start < 1.6)
+
+
 def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
         ros_processes: RosProcesses) -> None:
     robot = ros_processes.robot("--duration", "8", "--fault=garbage@0.5-1.5")
