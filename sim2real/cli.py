@@ -78,7 +78,8 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
     else:
         config = SimulatorMPCConfig(
             env_id=args.env or SimulatorMPCConfig.env_id, planner=args.planner,
-            planner_settings=planner_settings(args), rate_hz=args.rate or 25.0,
+            planner_settings=planner_settings(args),
+            rate_hz=args.rate or SimulatorMPCConfig.rate_hz,
             horizon=args.horizon or SimulatorMPCConfig.horizon,
             plan_budget_ms=args.plan_budget_ms, seed=args.seed,
             compensate_delay=not args.no_delay_compensation)
@@ -189,9 +190,9 @@ def _add_deploy(commands: Any) -> None:
     ros.add_argument("--robot", help="the robot, checked against the controller's (cartpole, "
                      "or an env id)")
     ros.add_argument("--rate", type=_positive_float,
-                     help="control rate, Hz (default: a run's own; 25 for --planner)")
+                     help="control rate, Hz (default: a run's own; 20 for --planner)")
     ros.add_argument("--horizon", type=positive_int, help="with --planner: horizon in periods "
-                     "(default: 30)")
+                     "(default: 20)")
     add_planner_settings(ros, "the registry's", "the registry's")
     ros.add_argument("--plan-budget-ms", type=_positive_float,
                      help="the planner's deadline per replan (default: 90%% of the period, "

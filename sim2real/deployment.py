@@ -138,9 +138,9 @@ class SimulatorMPCConfig:
     #: The planner's settings over the registry's.
     planner_settings: dict[str, Any] = field(default_factory=dict)
     #: Control periods per second; the period must be a whole number of the env's steps.
-    rate_hz: float = 25.0
+    rate_hz: float = 20.0
     #: Planning horizon, in control periods.
-    horizon: int = 30
+    horizon: int = 20
     #: The planner's deadline per replan, milliseconds (None: `default_budget_ms`).
     plan_budget_ms: float | None = None
     #: Plan one period ahead from the simulator's prediction (see `ControlLoop`).
