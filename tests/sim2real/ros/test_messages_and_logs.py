@@ -184,7 +184,7 @@ def test_without_the_ros_extra_the_commands_say_what_to_install(
     (["deploy", "ros", "--controller", "no/such/run"], "no/such/run"),
     (["deploy", "ros", "--planner", "ilqr", "--robot", "pendulum"],
      "--robot pendulum: the controller is for the cartpole"),
-    (["deploy", "ros", "--planner", "cem", "--env", "pybullet/cartpole-swingup"],
+    (["deploy", "ros", "--planner", "cem", "--env", "pybullet/cartpole-swingup", "--rate", "25"],
      "has no joint interface"),
     (["deploy", "ros", "--planner", "ilqr", "--safe-command", "1", "2"],
      "--safe-command: give one effort for each of ['slider'], got 2"),
