@@ -1,0 +1,220 @@
+"""Domain randomisation: every episode (or step) on another robot, drawn from stated ranges.
+
+Tobin et al. (2017) and Peng et al. (2018, "Sim-to-Real Transfer of Robotic Control with
+Dynamics Randomization"): train across simulators whose physics, delays and sensor noise are
+drawn from ranges wide enough to hold the real robot. `DomainRandomization` wraps any
+`RobotEnv`:
+
+    on reset (the draws come from the episode's own generator, so a seed fixes them):
+        draw each physics scale in the config (mass, damping, friction, actuator gain) and
+        set it on the robot; draw the action delay (whole control steps) and the
+        observation noise; record the draw (`history`)
+        fill the action queue with the delay's worth of null actions
+    on each step:
+        with `resample == "step"`: draw the physics scales and the noise again (not the delay)
+        the action joins the queue; the robot gets the one `delay` steps older
+        the observation gets gaussian noise of the drawn standard deviation
+
+Ranges are uniform or log-uniform (`Range`), written in a JSON file (`RandomizationConfig`,
+`load_randomization`); `PENG_2018` holds that paper's ranges for the parameters our robots
+have. A range the robot cannot take (a parameter it does not have, a scale outside what its
+simulator accepts) is refused when the wrapper is built, naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from controllers.validation import ConfigError, check_types, require
+from envs.core import PHYSICS_PARAMS, Array, RobotEnv
+from envs.wrappers import RobotWrapper
+from mbrl.config import load
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed interval to draw one number from."""
+
+    #: Lowest value.
+    low: float
+    #: Highest value (equal to `low`: that value, always).
+    high: float
+    #: "uniform", or "log-uniform" (uniform in the logarithm; both ends > 0), the natural law
+    #: for a multiplicative scale (x0.25 is as far from x1 as x4).
+    distribution: Literal["uniform", "log-uniform"] = "uniform"
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require(self, "high", self.high >= self.low, "must be >= low")
+        require(self, "low", self.distribution != "log-uniform" or self.low > 0,
+                "must be > 0 for a log-uniform range")
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """One value from the range."""
+        if self.high == self.low:
+            return self.low
+        if self.distribution == "log-uniform":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class RandomizationConfig:
+    """What `DomainRandomization` draws, and when (null: left at the robot's nominal value)."""
+
+    #: Scale of every body's mass (and inertia).
+    mass_scale: Range | None = None
+    #: Scale of every joint's damping.
+    damping_scale: Range | None = None
+    #: Scale of every contact's and joint's friction.
+    friction_scale: Range | None = None
+    #: Scale of every actuator's force per unit action.
+    actuator_gain_scale: Range | None = None
+    #: Whole control steps an action waits before it acts: an integer drawn uniformly from
+    #: `[low, high]`.
+    action_delay_steps: tuple[int, int] = (0, 0)
+    #: Standard deviation of gaussian noise added to every observation entry.
+    observation_noise_std: Range | None = None
+    #: "episode": draw at each reset; "step": draw the physics scales and the noise at every
+    #: step too (the delay stays the episode's).
+    resample: Literal["episode", "step"] = "episode"
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        low, high = self.action_delay_steps if len(self.action_delay_steps) == 2 else (-1, -1)
+        require(self, "action_delay_steps", len(self.action_delay_steps) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool)
+                        for v in self.action_delay_steps) and 0 <= low <= high,
+                "must be [low, high] whole steps with 0 <= low <= high")
+        noise = self.observation_noise_std
+        require(self, "observation_noise_std", noise is None or noise.low >= 0,
+                "must not go below 0")
+
+    def physics(self) -> dict[str, Range]:
+        """The physics scales this config draws, by their `RobotEnv.physics_params` names."""
+        ranges = {name: getattr(self, name) for name in PHYSICS_PARAMS}
+        return {name: value for name, value in ranges.items() if value is not None}
+
+
+#: Peng et al. (2018), Table I, for the parameters our robots have: link masses x0.25-4,
+#: joint damping x0.2-20, controller gains x0.5-2 (here the actuators' gain), observation
+#: noise (std 0.01 here); drawn log-uniformly, each range being symmetric about x1 on a log
+#: scale. The paper's action timestep (125-1000 Hz) is not among these: the wrapper does not
+#: vary the control period yet.
+PENG_2018 = RandomizationConfig(
+    mass_scale=Range(0.25, 4.0, "log-uniform"),
+    damping_scale=Range(0.2, 20.0, "log-uniform"),
+    actuator_gain_scale=Range(0.5, 2.0, "log-uniform"),
+    observation_noise_std=Range(0.01, 0.01),
+)
+
+#: Named presets for `load_randomization`.
+PRESETS = {"peng2018": PENG_2018}
+
+
+def load_randomization(source: str | Path) -> RandomizationConfig:
+    """A preset by name (`PRESETS`) or a JSON file of `RandomizationConfig` settings.
+
+    Raises:
+        ConfigFileError: naming the file and the setting, for one that is refused.
+    """
+    if str(source) in PRESETS:
+        return PRESETS[str(source)]
+    return load(RandomizationConfig, source)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What one episode (or step) was given."""
+
+    #: Physics scales set on the robot.
+    physics: dict[str, float]
+    #: Whole control steps of action delay.
+    action_delay_steps: int
+    #: Standard deviation of the observation noise.
+    observation_noise_std: float
+
+    def record(self) -> dict[str, Any]:
+        """Flat, for a metrics row: `physics.mass_scale`, ..., `action_delay_steps`, ..."""
+        return {**{f"physics.{k}": v for k, v in self.physics.items()},
+                "action_delay_steps": self.action_delay_steps,
+                "observation_noise_std": self.observation_noise_std}
+
+
+class DomainRandomization(RobotWrapper):
+    """`inner` with its physics, action delay and observation noise drawn from `config`
+    (see the module docstring). A `RobotEnv` itself, so `rollout` and PETS take it;
+    `get_state` is the inner simulator's, without the queue of delayed actions.
+
+    Raises:
+        ConfigError: naming the field, for a physics scale `inner` does not have or one of its
+            range's ends that `inner` refuses.
+    """
+
+    #: What is drawn, and when.
+    config: RandomizationConfig
+    #: Every draw, in order (the episode's first, then every step's with `resample="step"`).
+    history: list[Draw]
+
+    def __init__(self, inner: RobotEnv, config: RandomizationConfig) -> None:
+        super().__init__(inner, inner.task, inner.control_timestep, inner.max_episode_steps)
+        self.config = config
+        self.history = []
+        nominal = inner.physics_params()
+        for name, value in config.physics().items():
+            if name not in nominal:
+                raise ConfigError(name, f"{inner.env_id} has no such physics parameter; it "
+                                  f"has: {', '.join(nominal)}")
+            for end in ("low", "high"):
+                try:
+                    inner.set_physics_params(**{name: getattr(value, end)})
+                except ValueError as error:
+                    raise ConfigError(f"{name}.{end}", str(error)) from None
+        inner.set_physics_params(**nominal)
+        self._null_action: Array = np.clip(0.0, inner.task.action_low, inner.task.action_high)
+        self._queue: deque[Array] = deque()
+        self._rng = np.random.default_rng(0)
+        self._noise_std = 0.0
+
+    @property
+    def current(self) -> Draw | None:
+        """The draw now in force (None before the first reset)."""
+        return self.history[-1] if self.history else None
+
+    def _draw(self, rng: np.random.Generator, delay_steps: int) -> Draw:
+        physics = {name: value.draw(rng) for name, value in self.config.physics().items()}
+        noise = self.config.observation_noise_std
+        draw = Draw(physics, delay_steps, 0.0 if noise is None else noise.draw(rng))
+        self.inner.set_physics_params(**physics)
+        self._noise_std = draw.observation_noise_std
+        self.history.append(draw)
+        return draw
+
+    def _reset(self, rng: np.random.Generator) -> Array:
+        low, high = self.config.action_delay_steps
+        delay = int(rng.integers(low, high + 1))
+        self._draw(rng, delay)
+        self._rng = rng
+        self._queue = deque(self._null_action.copy() for _ in range(delay))
+        obs, _ = self.inner.reset(seed=int(rng.integers(2**31)))
+        return self._observed(obs)
+
+    def _step(self, action: Array) -> tuple[Array, float, bool]:
+        if self.config.resample == "step":
+            current = self.current
+            assert current is not None
+            self._draw(self._rng, current.action_delay_steps)
+        self._queue.append(action.copy())
+        obs, reward, terminated, _, _ = self.inner.step(self._queue.popleft())
+        return self._observed(obs), reward, terminated
+
+    def _observed(self, obs: Array) -> Array:
+        if self._noise_std == 0.0:
+            return obs
+        return obs + self._noise_std * self._rng.standard_normal(obs.shape)
