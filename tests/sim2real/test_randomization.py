@@ -122,6 +122,9 @@ def test_a_config_file_and_the_preset_load_and_bad_ranges_are_named(tmp_path: Pa
         '{"action_delay_steps": [2, 1]}': "action_delay_steps: must be [low, high] whole steps",
         '{"observation_noise_std": {"low": -1, "high": 0}}':
             "observation_noise_std: must not go below 0",
+        '{"action_delay_fraction": {"low": 0.5, "high": 1.0}}':
+            "action_delay_fraction: must lie in [0, 1)",
+        '{"control_rate_hz": {"low": 0, "high": 100}}': "control_rate_hz: must be > 0",
     }
     for text, message in bad.items():
         path.write_text(text)
@@ -131,3 +134,47 @@ def test_a_config_file_and_the_preset_load_and_bad_ranges_are_named(tmp_path: Pa
         randomized(RandomizationConfig(friction_scale=Range(0.5, 2.0)), "dmc/cartpole-swingup")
     with pytest.raises(ConfigError, match=r"mass_scale\.high: .* must be > 0 and <= 100"):
         randomized(from_dict(RandomizationConfig, {"mass_scale": {"low": 1, "high": 200}}))
+
+
+def test_a_fractional_delay_applies_the_previous_action_for_that_share_of_the_step() -> None:
+    # The cart-pole steps 5 physics steps a control step: a delay of 0.4 of a step means the
+    # previous action acts for the first 2 of them.
+    from envs.dynamics import joint_state
+
+    env = randomized(RandomizationConfig(action_delay_fraction=Range(0.4, 0.4)))
+    plain = envs.make(ENV)
+    env.reset(seed=2)
+    plain.reset(seed=0)
+    plain.set_state(env.inner.get_state())
+    previous = np.zeros(1)
+    for action in np.random.default_rng(3).uniform(-1, 1, size=(20, 1)):
+        env.step(action)
+        for substep in range(5):
+            plain.physics_step(previous if substep < 2 else action)  # type: ignore[attr-defined]
+        previous = action
+        np.testing.assert_array_equal(joint_state(env), joint_state(plain))
+    assert env.inner.frame_skip == 5  # type: ignore[attr-defined]  # restored
+
+
+def test_a_control_rate_sets_each_steps_length_in_physics_steps() -> None:
+    from envs.dynamics import joint_state
+
+    env = randomized(RandomizationConfig(control_rate_hz=Range(250.0, 250.0)))  # 4 ms
+    plain = envs.make(ENV)
+    env.reset(seed=4)
+    plain.reset(seed=0)
+    plain.set_state(env.inner.get_state())
+    for _ in range(10):
+        env.step(np.array([0.5]))
+        for _ in range(2):
+            plain.physics_step(np.array([0.5]))  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(joint_state(env), joint_state(plain))
+    assert env.step_substeps == [2] * 10
+    jittered = randomized(PENG_2018)
+    jittered.reset(seed=0)
+    for _ in range(200):
+        jittered.step(np.array([0.0]))
+    assert set(jittered.step_substeps) == {1, 2, 3, 4}  # 1 to 8 ms of 2 ms physics steps
+    with pytest.raises(ConfigError, match="action_delay_fraction: needs a robot stepped by"):
+        randomized(RandomizationConfig(action_delay_fraction=Range(0.1, 0.2)),
+                   "dmc/cartpole-swingup")
