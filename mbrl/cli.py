@@ -104,7 +104,7 @@ def planner_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 #: Options of `mbrl train pets` that a resumed run may not change (its config.json holds them).
 _FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "planner", "horizon", "population",
-                    "iterations", "set", "particles", "seed", "out")
+                    "iterations", "set", "particles", "seed", "out", "randomize")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -112,7 +112,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from mbrl.algorithms.pets import CONFIG, PETSConfig, completed_episodes, train_pets
+    from mbrl.algorithms.pets import (
+        CONFIG,
+        PETSConfig,
+        completed_episodes,
+        make_training_env,
+        train_pets,
+    )
     from mbrl.config import load as load_config
     from mbrl.errors import RunDirError, UserError
     from mbrl.runs.rundir import new_run_dir
@@ -134,6 +140,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config(PETSConfig, args.config) if args.config else PETSConfig()
         config = _override(config, args)
+        if config.randomize is not None:
+            make_training_env(config).close()  # settings the robot refuses: before any file
         run_dir = new_run_dir(args.out or "runs", f"pets-{config.env_id}")
         print(f"run directory: {run_dir}")
     try:
@@ -210,6 +218,10 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
         for name in ("env_id", "episodes", "action_repeat", "seed", "particles", "horizon")
         if getattr(args, name) is not None
     }
+    if getattr(args, "randomize", None) is not None:
+        from mbrl.config import env_wrapper
+
+        top["randomize"] = env_wrapper("randomize").settings(args.randomize)
     given = planner_settings(args)
     if args.planner is not None and args.planner != config.planner:
         # Another planner: the file's settings were for the old one.
@@ -375,6 +387,11 @@ def _add_train(commands: Any) -> None:
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
     train.add_argument("--seed", type=int, help=f"run seed (default: {pets_defaults.seed})")
+    train.add_argument("--randomize", metavar="FILE",
+                       help="train across randomised robots: a domain-randomisation config "
+                       "(JSON, sim2real.randomization.RandomizationConfig) or a preset "
+                       "(peng2018); each episode's draw is written to metrics.csv "
+                       "(default: the nominal robot)")
     train.add_argument("--out", help="folder for run directories (default: runs)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue this run directory from its last completed episode, with "

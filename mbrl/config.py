@@ -70,6 +70,28 @@ def load(cls: type[T], path: str | Path) -> T:
         raise ConfigFileError(f"config file {path}: {error}") from None
 
 
+#: Entry-point group of env wrappers from packages above `mbrl`, which it may not import: each
+#: entry is an object with `settings(source) -> dict` (a preset's name or a JSON file, checked,
+#: as JSON-ready settings) and `wrap(env, settings) -> RobotEnv` (`ConfigError` naming the
+#: field for settings the env cannot take). `sim2real` provides "randomize".
+ENV_WRAPPER_GROUP = "mbrl.env_wrappers"
+
+
+def env_wrapper(name: str) -> Any:
+    """The env wrapper registered as `name` in `ENV_WRAPPER_GROUP`.
+
+    Raises:
+        UserError: if none is installed under that name.
+    """
+    from importlib.metadata import entry_points
+
+    found = [entry for entry in entry_points(group=ENV_WRAPPER_GROUP) if entry.name == name]
+    if not found:
+        raise UserError(f"no env wrapper {name!r} is installed (entry points "
+                        f"{ENV_WRAPPER_GROUP}); install the package that provides it")
+    return found[0].load()
+
+
 def require_known_env(config: Any) -> None:
     """Raise `ConfigError` for the field `env_id` of `config` unless it is a registered env id."""
     import envs  # the registry loads the simulators: only when a config names an env

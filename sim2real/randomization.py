@@ -28,6 +28,7 @@ simulator accepts) is refused when the wrapper is built, naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import numpy as np
 from controllers.validation import ConfigError, check_types, require
 from envs.core import PHYSICS_PARAMS, Array, RobotEnv
 from envs.wrappers import RobotWrapper
-from mbrl.config import load
+from mbrl.config import from_dict, load
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,25 @@ PENG_2018 = RandomizationConfig(
 
 #: Named presets for `load_randomization`.
 PRESETS = {"peng2018": PENG_2018}
+
+
+class EnvWrapperPlugin:
+    """What `mbrl` reaches through its "randomize" env wrapper (`mbrl.config.env_wrapper`):
+    `mbrl train pets --randomize FILE` and `PETSConfig.randomize`."""
+
+    @staticmethod
+    def settings(source: str) -> dict[str, Any]:
+        """A preset's or a file's settings, checked, JSON-ready."""
+        return dataclasses.asdict(load_randomization(source))
+
+    @staticmethod
+    def wrap(env: RobotEnv, settings: dict[str, Any]) -> RobotEnv:
+        """`env` randomised by `settings` (`ConfigError` naming the field)."""
+        return DomainRandomization(env, from_dict(RandomizationConfig, settings))
+
+
+#: The entry point `randomize` of `mbrl.env_wrappers` (setup.cfg).
+PLUGIN = EnvWrapperPlugin()
 
 
 def load_randomization(source: str | Path) -> RandomizationConfig:
@@ -279,6 +299,15 @@ class DomainRandomization(RobotWrapper):
         finally:
             inner.frame_skip = nominal
         return obs, reward, terminated
+
+    def episode_record(self) -> dict[str, float]:
+        """The draw now in force, flat (`Draw.record`), and the mean control period of the
+        episode's steps where it varies: what PETS writes beside each episode's metrics."""
+        current = self.current
+        record = {} if current is None else current.record()
+        if self.step_substeps:
+            record["mean_period_s"] = float(np.mean(self.step_substeps)) * self._physics_dt
+        return record
 
     def _observed(self, obs: Array) -> Array:
         if self._noise_std == 0.0:

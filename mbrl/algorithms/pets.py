@@ -38,8 +38,8 @@ import torch
 
 import envs
 from controllers import MPC, MPCConfig
-from controllers.validation import check_types, require, require_positive
-from mbrl.config import from_dict, require_known_env
+from controllers.validation import ConfigError, check_types, require, require_positive
+from mbrl.config import env_wrapper, from_dict, require_known_env
 from mbrl.config import load as load_config
 from mbrl.control.episodes import Agent, RandomAgent, rollout
 from mbrl.control.planners import build_planner, model_problem, planner_config, require_planner
@@ -109,6 +109,10 @@ class PETSConfig:
     )
     #: Receding horizon: replanning period, warm start and the per-replan time budget.
     mpc: MPCConfig = field(default_factory=MPCConfig)
+    #: Domain randomisation of the training episodes (`sim2real.randomization`'s
+    #: `RandomizationConfig` settings, through the "randomize" env wrapper; each episode's
+    #: draw goes into metrics.csv); None: the nominal robot. Evaluation is on the nominal robot.
+    randomize: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -159,7 +163,7 @@ def train_pets(
         RunDirError: on resume, if the run directory is damaged or does not belong with
             `config`.
     """
-    env = _make_env(config)
+    env = make_training_env(config)
     task = env.task
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -197,6 +201,7 @@ def train_pets(
                 "holdout_mse": _mean_or_nan(report.holdout_mse_mean if report else None),
                 "plan_ms": float(np.median(episode_run.act_ms)) if report else float("nan"),
                 "diverged_replans": controller.stats.diverged if controller else 0,
+                **_randomization_record(env),
             }
         )
         if board is not None:
@@ -294,10 +299,44 @@ def evaluate_pets(
 
 
 def _make_env(config: PETSConfig) -> envs.RobotEnv:
+    """The nominal robot at the run's action repeat and episode length."""
     steps: dict[str, Any] = {}
     if config.episode_steps:
         steps["max_episode_steps"] = config.episode_steps * config.action_repeat
     return envs.make(config.env_id, action_repeat=config.action_repeat, **steps)
+
+
+def make_training_env(config: PETSConfig) -> envs.RobotEnv:
+    """The robot the run trains on: the nominal one, or with `config.randomize`, the robot
+    randomised under the action repeat (delays and noise act on each simulator step).
+
+    Raises:
+        ConfigError: naming `randomize.<field>` for settings this robot cannot take.
+    """
+    if config.randomize is None:
+        return _make_env(config)
+    steps: dict[str, Any] = {}
+    if config.episode_steps:
+        steps["max_episode_steps"] = config.episode_steps * config.action_repeat
+    try:
+        robot = env_wrapper("randomize").wrap(envs.make(config.env_id, **steps),
+                                             config.randomize)
+    except ConfigError as error:
+        raise error.inside("randomize") from None
+    if config.action_repeat == 1:
+        return robot
+    return envs.ActionRepeat(robot, config.action_repeat)
+
+
+def _randomization_record(env: envs.RobotEnv) -> dict[str, float]:
+    """The last episode's randomisation draw (`episode_record`), if the env has one."""
+    inner: Any = env
+    while inner is not None:
+        record = getattr(type(inner), "episode_record", None)
+        if record is not None:
+            return dict(record(inner))
+        inner = getattr(inner, "inner", None)
+    return {}
 
 
 def _save(
