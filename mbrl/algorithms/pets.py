@@ -300,10 +300,14 @@ def evaluate_pets(
 
 def _make_env(config: PETSConfig) -> envs.RobotEnv:
     """The nominal robot at the run's action repeat and episode length."""
-    steps: dict[str, Any] = {}
-    if config.episode_steps:
-        steps["max_episode_steps"] = config.episode_steps * config.action_repeat
-    return envs.make(config.env_id, action_repeat=config.action_repeat, **steps)
+    return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
+
+
+def _length(config: PETSConfig) -> dict[str, Any]:
+    """The simulator's episode length, where the config sets one."""
+    if not config.episode_steps:
+        return {}
+    return {"max_episode_steps": config.episode_steps * config.action_repeat}
 
 
 def make_training_env(config: PETSConfig) -> envs.RobotEnv:
@@ -315,11 +319,8 @@ def make_training_env(config: PETSConfig) -> envs.RobotEnv:
     """
     if config.randomize is None:
         return _make_env(config)
-    steps: dict[str, Any] = {}
-    if config.episode_steps:
-        steps["max_episode_steps"] = config.episode_steps * config.action_repeat
     try:
-        robot = env_wrapper("randomize").wrap(envs.make(config.env_id, **steps),
+        robot = env_wrapper("randomize").wrap(envs.make(config.env_id, **_length(config)),
                                              config.randomize)
     except ConfigError as error:
         raise error.inside("randomize") from None
