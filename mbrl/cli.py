@@ -236,9 +236,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mbrl.algorithms.pets import evaluate_pets
+    from mbrl.errors import UserError
 
+    physics: dict[str, float] = {}
+    for item in filter(None, ",".join(args.physics or []).split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            physics[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UserError(f"--physics takes NAME=SCALE[,NAME=SCALE...], got {item!r}")
     result = evaluate_pets(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
-                           video=not args.no_video)
+                           video=not args.no_video, env_id=args.env, physics=physics)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -411,6 +421,12 @@ def _add_eval(commands: Any) -> None:
     evaluate.add_argument("--episodes", type=positive_int, default=1, help="episodes to run")
     evaluate.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     evaluate.add_argument("--no-video", action="store_true", help="do not render a video")
+    evaluate.add_argument("--env", help="evaluate on this robot instead (the same observations "
+                          "and actions, e.g. another backend's cart-pole) (default: the run's)")
+    evaluate.add_argument("--physics", action="append", metavar="NAME=SCALE[,...]",
+                          help="evaluate with these physics scales (mass_scale, damping_scale, "
+                          "friction_scale, actuator_gain_scale); results go to "
+                          "eval-<env>-<scales>.json (default: the nominal robot)")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
 
 

@@ -43,7 +43,7 @@ from mbrl.config import env_wrapper, from_dict, require_known_env
 from mbrl.config import load as load_config
 from mbrl.control.episodes import Agent, RandomAgent, rollout
 from mbrl.control.planners import build_planner, model_problem, planner_config, require_planner
-from mbrl.errors import RunDirError
+from mbrl.errors import RunDirError, UserError
 from mbrl.files import read_json, write_csv, write_json
 from mbrl.learning.checkpoint import load_model, save_model
 from mbrl.learning.data import ReplayBuffer
@@ -268,12 +268,32 @@ def load_run(run_dir: Path) -> tuple[PETSConfig, EnsembleDynamics]:
 
 
 def evaluate_pets(
-    run_dir: Path, episodes: int = 1, seed: int = 12345, video: bool = True
+    run_dir: Path, episodes: int = 1, seed: int = 12345, video: bool = True,
+    env_id: str | None = None, physics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Replay a run's saved model and planner for `episodes`; write `eval.json` (and a video
-    of the first episode where rendering works) into `run_dir`."""
+    of the first episode where rendering works) into `run_dir`.
+
+    With `env_id` (another robot with the same observation and action layout, such as
+    another backend's cart-pole) or `physics` (scales, `RobotEnv.set_physics_params`), the
+    episodes run there instead, the nominal-robot model unchanged: how the run transfers;
+    the results go to `eval-<env>-<scales>.json`.
+
+    Raises:
+        UserError: for a robot whose observations or actions differ from the model's, or a
+            physics scale the robot does not have or takes.
+    """
     config, model = load_run(run_dir)
-    env = _make_env(config)
+    target = dataclasses.replace(config, env_id=env_id) if env_id is not None else config
+    env = _make_env(target)
+    if (env.task.obs_dim, env.task.act_dim) != (model.obs_dim, model.act_dim):
+        raise UserError(f"--env {target.env_id}: observations [{env.task.obs_dim}] and "
+                        f"actions [{env.task.act_dim}], but the model in {run_dir} takes "
+                        f"[{model.obs_dim}] and [{model.act_dim}]")
+    try:
+        env.set_physics_params(**(physics or {}))
+    except ValueError as error:
+        raise UserError(f"--physics: {error}") from None
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     returns, frames = [], []
@@ -287,14 +307,20 @@ def evaluate_pets(
             on_step=on_step,
         )
         returns.append(episode_run.episode_return)
-    clip = write_video(frames, run_dir / "eval.mp4", fps=round(1 / env.control_timestep))
+    shifted = env_id is not None or bool(physics)
+    tag = "".join(c if c.isalnum() or c in "._=" else "-" for c in "-".join(
+        [target.env_id, *(f"{k}={v:g}" for k, v in sorted((physics or {}).items()))]))
+    name = f"eval-{tag}" if shifted else "eval"
+    clip = write_video(frames, run_dir / f"{name}.mp4", fps=round(1 / env.control_timestep))
     result = {
+        "env_id": target.env_id,
+        "physics": env.physics_params(),
         "returns": returns,
         "mean_return": float(np.mean(returns)),
         "seed": seed,
         "video": str(clip) if clip else None,
     }
-    write_json(run_dir / "eval.json", result)
+    write_json(run_dir / f"{name}.json", result)
     return result
 
 

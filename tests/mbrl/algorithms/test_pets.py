@@ -190,3 +190,28 @@ def test_same_seed_same_run_and_another_seed_another_run(tmp_path: Path) -> None
     other = train_pets(dataclasses.replace(TINY, seed=4), tmp_path / "other")
     assert without_timing(first) == without_timing(again)
     assert [r["return"] for r in other] != [r["return"] for r in first]
+
+
+def test_a_run_is_evaluated_on_shifted_physics_and_refuses_a_robot_it_cannot_drive(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mbrl.cli import main
+
+    train_pets(TINY, tmp_path)
+    nominal = evaluate_pets(tmp_path, episodes=1, seed=1, video=False)
+    heavy = evaluate_pets(tmp_path, episodes=1, seed=1, video=False,
+                          physics={"mass_scale": 3.0, "actuator_gain_scale": 0.5})
+    assert heavy["physics"]["mass_scale"] == 3.0 and nominal["physics"]["mass_scale"] == 1.0
+    assert heavy["returns"] != nominal["returns"]
+    saved = json.loads((tmp_path / "eval-mujoco-reacher-2link-actuator_gain_scale=0.5-"
+                                   "mass_scale=3.json").read_text())
+    assert saved["returns"] == heavy["returns"]
+    for argv, message in (
+        (["--env", "dmc/cartpole-swingup"], "--env dmc/cartpole-swingup: observations [5]"),
+        (["--physics", "mass_scale=-1"], "--physics: mujoco/reacher-2link: physics parameter"),
+        (["--physics", "mass_scale"], "--physics takes NAME=SCALE"),
+        (["--physics", "gravity=2"], "no physics parameter 'gravity'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", str(tmp_path), "--no-video", *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
