@@ -1,0 +1,83 @@
+"""Progressive networks for dynamics models: adapt to a new robot without forgetting the old.
+
+Rusu et al. (2016), "Progressive Neural Networks": the source column is frozen, a new column
+learns the target, and lateral adapters carry the source column's features into it. Layer i
+of the new column (k = 2) computes
+
+    h_i = f( W_i h_{i-1}  +  U_i sigma( V_i (alpha_i * h_{i-1}^source) ) )
+
+with `alpha_i` a learned scale (one per member, initialised at 0.1), `V_i` a projection to a
+few adapter units, `sigma` the activation and `U_i` the projection into layer i. The first
+layer has no lateral input (both columns see the same inputs). `ProgressiveEnsembleDynamics`
+is an `EnsembleDynamics` whose network is this new column, so `fit`, `predict`, PETS's
+planning problem and the checkpoints take it; the source ensemble is held inside it, its
+parameters frozen and its input normalisation its own, so the source model's predictions,
+and everything planned through it, stay bit-identical whatever the adaptation does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mbrl.learning.models import EnsembleDynamics, EnsembleLinear
+
+#: Initial value of the adapters' scales alpha (Rusu et al. draw it from {1, 0.1, 0.01}).
+ALPHA_INIT = 0.1
+
+
+class ProgressiveEnsembleDynamics(EnsembleDynamics):
+    """A new column over a frozen `source` ensemble (see the module docstring).
+
+    Args:
+        source: the trained source-domain model; frozen here (`requires_grad` off).
+        adapter_size: units of each lateral adapter's projection `V_i`.
+        generator: the source of the new column's initial weights.
+    """
+
+    def __init__(self, source: EnsembleDynamics, adapter_size: int = 16,
+                 generator: torch.Generator | None = None) -> None:
+        if adapter_size < 1:
+            raise ValueError(f"adapter_size must be >= 1, got {adapter_size}")
+        generator = generator if generator is not None else torch.Generator().manual_seed(1)
+        super().__init__(source.obs_dim, source.act_dim, source.config, generator)
+        for parameter in source.parameters():
+            parameter.requires_grad_(False)
+        self.source = source
+        # Start from the source's statistics; `fit` sets the new column's from target data.
+        self.input_normalizer.load_state_dict(source.input_normalizer.state_dict())
+        self.output_normalizer.load_state_dict(source.output_normalizer.state_dict())
+        E, width = source.config.ensemble_size, source.config.hidden_size
+        later = [layer for layer in self.layers[1:] if isinstance(layer, EnsembleLinear)]
+        self.alphas = nn.Parameter(torch.full((len(later), E, 1, 1), ALPHA_INIT))
+        self.lateral_in = nn.ModuleList(
+            EnsembleLinear(E, width, adapter_size, generator) for _ in later)
+        self.lateral_out = nn.ModuleList(
+            EnsembleLinear(E, adapter_size, layer.out_features, generator) for layer in later)
+
+    def _mlp(self, x: torch.Tensor, members: torch.Tensor | None,
+             inplace: bool) -> torch.Tensor:
+        """The new column on inputs normalised by it, with the source column's hidden
+        features (on inputs normalised by the source) through the adapters."""
+        raw = self.input_normalizer.denormalize(x)
+        source_features = self._source_hidden(self.source.input_normalizer.normalize(raw),
+                                              members)
+        first, *later = self.layers
+        h = self._activation(first(x, members), inplace)
+        for i, layer in enumerate(later):
+            alpha = self.alphas[i] if members is None else self.alphas[i].index_select(0, members)
+            lateral = self.lateral_out[i](
+                self._activation(self.lateral_in[i](alpha * source_features[i], members),
+                                 False), members)
+            z = layer(h, members) + lateral
+            h = z if i == len(later) - 1 else self._activation(z, inplace)
+        return h
+
+    def _source_hidden(self, x: torch.Tensor, members: torch.Tensor | None) -> list[torch.Tensor]:
+        """The source column's hidden activations, one per hidden layer, `[E, B, width]`."""
+        features = []
+        with torch.no_grad():
+            for layer in list(self.source.layers)[:-1]:
+                x = self._activation(layer(x, members), False)  # the same function
+                features.append(x)
+        return features
