@@ -20,7 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mbrl.learning.models import EnsembleDynamics, EnsembleLinear
+from pathlib import Path
+from typing import Any
+
+from mbrl.learning.checkpoint import load_checkpoint, save_model
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics, EnsembleLinear
 
 #: Initial value of the adapters' scales alpha (Rusu et al. draw it from {1, 0.1, 0.01}).
 ALPHA_INIT = 0.1
@@ -41,6 +45,8 @@ class ProgressiveEnsembleDynamics(EnsembleDynamics):
             raise ValueError(f"adapter_size must be >= 1, got {adapter_size}")
         generator = generator if generator is not None else torch.Generator().manual_seed(1)
         super().__init__(source.obs_dim, source.act_dim, source.config, generator)
+        #: Units of each adapter's projection.
+        self.adapter_size = adapter_size
         for parameter in source.parameters():
             parameter.requires_grad_(False)
         self.source = source
@@ -81,3 +87,31 @@ class ProgressiveEnsembleDynamics(EnsembleDynamics):
                 x = self._activation(layer(x, members), False)  # the same function
                 features.append(x)
         return features
+
+
+#: The `extra` key that marks a progressive model's checkpoint.
+KIND = "progressive"
+
+
+def save_progressive(model: ProgressiveEnsembleDynamics, path: str | Path) -> None:
+    """Write `model` (both columns, the adapters, the normalisers) as a model checkpoint
+    (atomic, loaded without running code from the file)."""
+    save_model(model, path, extra={"kind": KIND, "adapter_size": model.adapter_size})
+
+
+def load_progressive(path: str | Path) -> ProgressiveEnsembleDynamics:
+    """The progressive model saved at `path` by `save_progressive`.
+
+    Raises:
+        ValueError: naming the file, for one that is not a progressive model's checkpoint.
+    """
+    def build(obs_dim: int, act_dim: int, config: EnsembleConfig,
+              extra: dict[str, Any]) -> EnsembleDynamics:
+        if extra.get("kind") != KIND or not isinstance(extra.get("adapter_size"), int):
+            raise ValueError("not a progressive model's checkpoint (no adapter settings)")
+        return ProgressiveEnsembleDynamics(EnsembleDynamics(obs_dim, act_dim, config),
+                                           extra["adapter_size"])
+
+    model = load_checkpoint(path, build=build).model
+    assert isinstance(model, ProgressiveEnsembleDynamics)
+    return model

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Ensemble
     return load_checkpoint(path, device).model
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """The model and extra values saved at `path`; raises as `load_model` does."""
+#: Rebuilds a model of a subclass of `EnsembleDynamics` (its weights loaded afterwards) from
+#: the saved dimensions, settings and `extra` values.
+Builder = Callable[[int, int, EnsembleConfig, dict[str, Any]], EnsembleDynamics]
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    build: Builder | None = None) -> Checkpoint:
+    """The model and extra values saved at `path`; raises as `load_model` does. `build`
+    rebuilds a subclass's model (`sim2real.progressive` saves one); the default, a plain
+    `EnsembleDynamics`."""
     path = Path(path)
     payload = _read(path)
     _check_payload(path, payload)
     try:
         config = EnsembleConfig.from_dict(payload["config"])
-        model = EnsembleDynamics(payload["obs_dim"], payload["act_dim"], config)
+        if build is None:
+            model = EnsembleDynamics(payload["obs_dim"], payload["act_dim"], config)
+        else:
+            model = build(payload["obs_dim"], payload["act_dim"], config, payload["extra"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: the saved model settings are invalid: {err}") from err
     try:

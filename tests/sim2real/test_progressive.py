@@ -3,11 +3,15 @@ its lateral adapters, learns a target that differs from the source by a known of
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from mbrl.learning.checkpoint import load_model, save_model
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
 from mbrl.learning.training import TrainConfig, fit
-from sim2real.progressive import ProgressiveEnsembleDynamics
+from sim2real.progressive import ProgressiveEnsembleDynamics, load_progressive, save_progressive
 
 CONFIG = EnsembleConfig(ensemble_size=3, hidden_size=32, hidden_layers=2, probabilistic=False,
                         weight_decay=0.0)
@@ -72,3 +76,24 @@ def test_the_new_column_learns_the_targets_offset_from_few_transitions() -> None
         adapted, original = progressive.predict(obs, act).mean, source.predict(obs, act).mean
     added = (adapted - original).mean(dim=(0, 1))
     torch.testing.assert_close(added.double(), OFFSET, atol=0.01, rtol=0.0)
+
+
+def test_a_progressive_checkpoint_round_trips_and_a_plain_loader_refuses_it(
+        tmp_path: Path) -> None:
+    source = trained_source()
+    progressive = ProgressiveEnsembleDynamics(source, adapter_size=8)
+    fit(progressive, *transitions(100, 2, OFFSET), config=TRAIN,
+        generator=torch.Generator().manual_seed(2))
+    save_progressive(progressive, tmp_path / "model.pt")
+    loaded = load_progressive(tmp_path / "model.pt")
+    probe = transitions(32, 5)
+    with torch.no_grad():
+        assert torch.equal(loaded.predict(probe[0], probe[1]).mean,
+                           progressive.predict(probe[0], probe[1]).mean)
+        assert torch.equal(loaded.source.predict(probe[0], probe[1]).mean,
+                           source.predict(probe[0], probe[1]).mean)
+    with pytest.raises(ValueError, match="do not fit the model its settings describe"):
+        load_model(tmp_path / "model.pt")  # a plain ensemble has no second column
+    save_model(source, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a progressive model's checkpoint"):
+        load_progressive(tmp_path / "plain.pt")
