@@ -17,11 +17,11 @@ and everything planned through it, stay bit-identical whatever the adaptation do
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from mbrl.learning.checkpoint import load_checkpoint, save_model
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics, EnsembleLinear
