@@ -10,6 +10,7 @@
     mbrl deploy ros ...            run a controller on a robot through ROS 2 (sim2real, [ros])
     mbrl sim-robot --env ID        a MuJoCo robot as a ROS 2 node, with faults (sim2real, [ros])
     mbrl replay LOG.mcap           plot a deployment's log (sim2real, [ros])
+    mbrl adapt RUN_DIR ...         adapt a trained run to another robot (sim2real)
 
 A mistake in what the user gave (a config file, an option, a run directory) is reported in one
 line naming it, with exit status 2, before anything is written; any other error is a bug of

@@ -351,9 +351,63 @@ def _add_replay(commands: Any) -> None:
     replay.set_defaults(run=_cmd_replay, parser=replay)
 
 
+# ----------------------------------------------------------------------------- adapt
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mbrl.errors import UserError
+    from mbrl.runs.rundir import new_run_dir
+    from sim2real.adaptation import AdaptConfig, adapt, prepare
+
+    physics: dict[str, float] = {}
+    for item in filter(None, ",".join(args.physics or []).split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            physics[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UserError(f"--physics takes NAME=SCALE[,NAME=SCALE...], got {item!r}")
+    config = AdaptConfig(source_run=args.run_dir, env_id=args.env, physics=physics,
+                         episodes=args.episodes, adapter_size=args.adapter_size,
+                         seed=args.seed)
+    prepared = prepare(config)  # a bad target is refused before a run directory exists
+    run_dir = new_run_dir(args.out, "adapt")
+    print(f"run directory: {run_dir}")
+    rows = adapt(config, run_dir, prepared=prepared, progress=lambda episodes: tqdm(
+        episodes, desc="progressive adaptation", unit="episode"))
+    for row in rows:
+        print(f"episode {int(row['episode']):3d}  return {row['return']:9.2f}  "
+              f"holdout mse {row['holdout_mse']:.4g}")
+    return 0
+
+
+def _add_adapt(commands: Any) -> None:
+    adapt = commands.add_parser(
+        "adapt", help="adapt a trained run to another robot (progressive networks)",
+        allow_abbrev=False, formatter_class=DefaultsOnce,
+        description="Grow a new column with lateral adapters over RUN_DIR's frozen model "
+        "(Rusu et al. 2016) and train it on a few episodes of the target robot, planning "
+        "through the source model first and the adapted one after; the source model is "
+        "left untouched. Writes OUT/adapt-*/ with config.json, metrics.csv, model.pt and "
+        "learning_curve.png.")
+    adapt.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train pets`")
+    adapt.add_argument("--env", help="the target robot, with the same observations and actions "
+                       "(default: the run's)")
+    adapt.add_argument("--physics", action="append", metavar="NAME=SCALE[,...]",
+                       help="the target's physics scales (default: nominal)")
+    adapt.add_argument("--episodes", type=positive_int, default=3, help="target episodes")
+    adapt.add_argument("--adapter-size", type=positive_int, default=16,
+                       help="units of each lateral adapter")
+    adapt.add_argument("--seed", type=int, default=0, help="seed")
+    adapt.add_argument("--out", default="runs", help="folder for the run directory")
+    adapt.set_defaults(run=_cmd_adapt, parser=adapt)
+
+
 #: What `mbrl.cli` adds through the `mbrl.commands` entry point.
 COMMANDS: dict[str, tuple[str, Callable[[Any], None]]] = {
     "deploy": ("run a controller on a robot through ROS 2", _add_deploy),
     "sim-robot": ("a MuJoCo robot as a ROS 2 node, with faults", _add_sim_robot),
     "replay": ("plot a deployment's MCAP log", _add_replay),
+    "adapt": ("adapt a trained run to another robot (progressive networks)", _add_adapt),
 }

@@ -25,7 +25,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
               if line.startswith("    ") and not line.startswith("     ")}
     # Those of sim2real come through the `mbrl.commands` entry point.
     assert listed == {"envs", "planners", "plan", "train", "eval", "bench", "deploy",
-                      "sim-robot", "replay"}
+                      "sim-robot", "replay", "adapt"}
 
 
 def test_envs_lists_every_registered_id(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,50 @@
+"""`mbrl adapt`: a trained run grows a progressive column on a shifted robot; the source run's
+model is untouched, and a target the model cannot drive is refused before anything is written."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from mbrl.algorithms.pets import train_pets
+from mbrl.cli import main
+from sim2real.progressive import load_progressive
+from tests.mbrl.algorithms.test_pets import TINY
+
+
+def test_adapt_writes_a_progressive_model_and_leaves_the_source_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source"
+    train_pets(TINY, source)
+    before = (source / "model.pt").read_bytes()
+    assert main(["adapt", str(source), "--physics", "mass_scale=2,actuator_gain_scale=0.5",
+                 "--episodes", "2", "--adapter-size", "4", "--out", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["planned_through"] for row in rows] == ["0.0", "1.0"]
+    assert all(float(row["holdout_mse"]) > 0 for row in rows)
+    model = load_progressive(run / "model.pt")
+    assert model.adapter_size == 4
+    assert (source / "model.pt").read_bytes() == before
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert "episode   1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--env", "dmc/cartpole-swingup"], "--env dmc/cartpole-swingup: observations [5]"),
+    (["--physics", "mass_scale=0"], "--physics: mujoco/reacher-2link: physics parameter"),
+    (["--physics", "mass"], "--physics takes NAME=SCALE"),
+])
+def test_a_target_the_model_cannot_drive_is_refused_first(
+        argv: list[str], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source"
+    train_pets(TINY, source)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["adapt", str(source), *argv, "--out", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
