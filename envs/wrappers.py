@@ -69,6 +69,11 @@ class RobotWrapper(RobotEnv):
     def _set_state(self, state: Array) -> None:
         self.inner.set_state(state)
 
+    def physics_params(self) -> dict[str, float]:
+        """The inner simulator's, which may also be set on it directly (domain randomisation
+        does, each episode)."""
+        return self.inner.physics_params()
+
     def _apply_physics_params(self, params: Mapping[str, float]) -> None:
         own = self.inner.physics_params()
         self.inner.set_physics_params(**{name: params[name] for name in own})

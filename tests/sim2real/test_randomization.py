@@ -178,3 +178,9 @@ def test_a_control_rate_sets_each_steps_length_in_physics_steps() -> None:
     with pytest.raises(ConfigError, match="action_delay_fraction: needs a robot stepped by"):
         randomized(RandomizationConfig(action_delay_fraction=Range(0.1, 0.2)),
                    "dmc/cartpole-swingup")
+
+
+def test_the_wrappers_report_the_physics_the_robot_has_now() -> None:
+    env = envs.ActionRepeat(randomized(RandomizationConfig(mass_scale=Range(1.5, 1.5))), 2)
+    env.reset(seed=0)
+    assert env.physics_params()["mass_scale"] == 1.5  # as drawn, through both wrappers
