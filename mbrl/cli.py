@@ -212,6 +212,26 @@ def _cmd_bench_planners(args: argparse.Namespace) -> int:
     return 0
 
 
+def physics_scales(items: Sequence[str] | None) -> dict[str, float]:
+    """`--physics` values, each `NAME=SCALE[,NAME=SCALE...]`, as one dict.
+
+    Raises:
+        UserError: naming the item that is not `NAME=number`.
+    """
+    from mbrl.errors import UserError
+
+    physics: dict[str, float] = {}
+    for item in filter(None, ",".join(items or []).split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            physics[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UserError(f"--physics takes NAME=SCALE[,NAME=SCALE...], got {item!r}")
+    return physics
+
+
 def _override(config: Any, args: argparse.Namespace) -> Any:
     """`config` with the options given on the command line put in."""
     top = {
@@ -237,19 +257,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mbrl.algorithms.pets import evaluate_pets
-    from mbrl.errors import UserError
 
-    physics: dict[str, float] = {}
-    for item in filter(None, ",".join(args.physics or []).split(",")):
-        name, sep, value = item.partition("=")
-        try:
-            physics[name] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise UserError(f"--physics takes NAME=SCALE[,NAME=SCALE...], got {item!r}")
     result = evaluate_pets(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
-                           video=not args.no_video, env_id=args.env, physics=physics)
+                           video=not args.no_video, env_id=args.env,
+                           physics=physics_scales(args.physics))
     print(json.dumps(result, indent=2))
     return 0
 

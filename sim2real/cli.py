@@ -15,7 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mbrl.cli import DefaultsOnce, add_planner_settings, planner_settings, positive_int
+from mbrl.cli import (
+    DefaultsOnce,
+    add_planner_settings,
+    physics_scales,
+    planner_settings,
+    positive_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +237,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     from mbrl.runs.rundir import new_run_dir
     from sim2real.ros.sim_robot import Fault, SimRobotConfig
 
-    physics = {}
-    for item in args.physics or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--physics takes NAME=SCALE, got {item!r}")
-        physics[key] = float(value)
+    physics = physics_scales(args.physics)
     config = SimRobotConfig(
         env_id=args.env, seed=args.seed, duration_s=args.duration, latency_ms=args.latency_ms,
         noise_std=args.noise_std, physics=physics,
@@ -310,7 +311,7 @@ def _add_sim_robot(commands: Any) -> None:
                        help="delay from receiving a command to applying it")
     robot.add_argument("--noise-std", type=float, default=0.0,
                        help="gaussian noise on published positions and velocities")
-    robot.add_argument("--physics", action="append", metavar="NAME=SCALE",
+    robot.add_argument("--physics", action="append", metavar="NAME=SCALE[,...]",
                        help="a physics scale (mass_scale, damping_scale, friction_scale, "
                        "actuator_gain_scale); repeatable")
     robot.add_argument("--fault", action="append", type=_fault, metavar="KIND@START-END",
@@ -355,19 +356,10 @@ def _add_replay(commands: Any) -> None:
 def _cmd_adapt(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mbrl.errors import UserError
     from mbrl.runs.rundir import new_run_dir
     from sim2real.adaptation import AdaptConfig, adapt, prepare
 
-    physics: dict[str, float] = {}
-    for item in filter(None, ",".join(args.physics or []).split(",")):
-        name, sep, value = item.partition("=")
-        try:
-            physics[name] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise UserError(f"--physics takes NAME=SCALE[,NAME=SCALE...], got {item!r}")
+    physics = physics_scales(args.physics)
     config = AdaptConfig(source_run=args.run_dir, env_id=args.env, physics=physics,
                          episodes=args.episodes, adapter_size=args.adapter_size,
                          seed=args.seed)
