@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -118,14 +118,13 @@ def read_log(path: Path, topics: Iterable[str] | None = None) -> list[LogRecord]
     with open(path, "rb") as stream:
         reader = NonSeekingReader(stream, decoder_factories=[DecoderFactory()])
         try:
-            for _, channel, message, decoded in _decoded(reader):
+            # In file order: sorting by log time would read the whole file first, and a file
+            # cut short by a kill ends before any of it is returned.
+            for _, channel, message, decoded in reader.iter_decoded_messages(
+                    log_time_order=False):
                 if wanted is None or channel.topic in wanted:
                     records.append(LogRecord(channel.topic, message.log_time * 1e-9, decoded))
         except (McapError, EOFError, ValueError, struct.error) as error:
             if not records:
                 raise ValueError(f"{path}: not a readable MCAP log ({error})") from error
     return records
-
-
-def _decoded(reader: NonSeekingReader) -> Iterator[Any]:
-    yield from reader.iter_decoded_messages(log_time_order=False)

@@ -28,6 +28,14 @@ def randomized(config: RandomizationConfig, env_id: str = ENV) -> DomainRandomiz
     return DomainRandomization(envs.make(env_id), config)
 
 
+def twin(env: DomainRandomization) -> envs.RobotEnv:
+    """The nominal robot, put in the randomised one's current simulator state."""
+    plain = envs.make(ENV)
+    plain.reset(seed=0)
+    plain.set_state(env.inner.get_state())
+    return plain
+
+
 def test_draws_are_reproducible_from_the_seed_and_inside_their_ranges() -> None:
     env = randomized(PENG_2018)
     draws = []
@@ -61,10 +69,8 @@ def test_log_uniform_draws_are_uniform_in_the_logarithm() -> None:
 @pytest.mark.parametrize("delay", [1, 2, 3])
 def test_an_action_delay_holds_each_action_back_by_exactly_that_many_steps(delay: int) -> None:
     wrapped = randomized(RandomizationConfig(action_delay_steps=(delay, delay)))
-    plain = envs.make(ENV)
     wrapped.reset(seed=5)
-    plain.reset(seed=0)
-    plain.set_state(wrapped.inner.get_state())  # the same start as the wrapped robot
+    plain = twin(wrapped)  # the same start as the wrapped robot
     actions = np.random.default_rng(1).uniform(-1, 1, size=(30, 1))
     shifted = np.concatenate([np.zeros((delay, 1)), actions])[:30]
     for given, acting in zip(actions, shifted, strict=True):
@@ -76,10 +82,8 @@ def test_an_action_delay_holds_each_action_back_by_exactly_that_many_steps(delay
 
 def test_observation_noise_has_the_drawn_size_and_leaves_the_reward_alone() -> None:
     env = randomized(RandomizationConfig(observation_noise_std=Range(0.05, 0.05)))
-    plain = envs.make(ENV)
     env.reset(seed=0)
-    plain.reset(seed=0)
-    plain.set_state(env.inner.get_state())
+    plain = twin(env)
     errors = []
     for _ in range(400):
         obs, reward, *_ = env.step(np.array([0.3]))
@@ -142,10 +146,8 @@ def test_a_fractional_delay_applies_the_previous_action_for_that_share_of_the_st
     from envs.dynamics import joint_state
 
     env = randomized(RandomizationConfig(action_delay_fraction=Range(0.4, 0.4)))
-    plain = envs.make(ENV)
     env.reset(seed=2)
-    plain.reset(seed=0)
-    plain.set_state(env.inner.get_state())
+    plain = twin(env)
     previous = np.zeros(1)
     for action in np.random.default_rng(3).uniform(-1, 1, size=(20, 1)):
         env.step(action)
@@ -160,10 +162,8 @@ def test_a_control_rate_sets_each_steps_length_in_physics_steps() -> None:
     from envs.dynamics import joint_state
 
     env = randomized(RandomizationConfig(control_rate_hz=Range(250.0, 250.0)))  # 4 ms
-    plain = envs.make(ENV)
     env.reset(seed=4)
-    plain.reset(seed=0)
-    plain.set_state(env.inner.get_state())
+    plain = twin(env)
     for _ in range(10):
         env.step(np.array([0.5]))
         for _ in range(2):
