@@ -41,6 +41,8 @@ SWING_UP = ("--planner", "ilqr", "--set", "max_iterations=1", "--rate", "20", "-
 LIGHT = ("--planner", "ilqr", "--set", "max_iterations=1", "--rate", "20", "--horizon", "5")
 PERIOD = 0.05
 STALE = 2 * PERIOD  # the default --stale-periods 2
+#: Long enough for a restarted controller (seconds to start under load) to swing up again.
+ROBOT_SECONDS = 24
 
 
 class Operator:
@@ -219,7 +221,7 @@ def test_estop_latches_and_resets_and_nothing_malformed_reaches_the_actuator(
 
 def test_a_killed_controller_restarts_reconnects_and_swings_up_again(
         ros_processes: RosProcesses) -> None:
-    robot = ros_processes.robot("--duration", "16")
+    robot = ros_processes.robot("--duration", str(ROBOT_SECONDS))
     first = ros_processes.controller(*SWING_UP, name="first")
     ros_processes.wait_for_file(ros_processes.folder / "robot", 30)
     time.sleep(8.0)
@@ -232,9 +234,15 @@ def test_a_killed_controller_restarts_reconnects_and_swings_up_again(
     received = received_commands(robot_log)
     resumed = next(t for t, _ in received if t > killed)  # the first has no voice left
     assert resumed < killed + 10.0
-    steps = [r.json() for r in robot_log if r.topic == "/mbrl/robot_step"]
-    assert len(steps) == 1600
-    assert np.mean([s["reward"] for s in steps[-150:]]) > 0.8  # upright again, balanced
+    steps = [(r.time_s, r.json()["reward"]) for r in robot_log
+             if r.topic == "/mbrl/robot_step"]
+    assert len(steps) == ROBOT_SECONDS * 100
+    rewards = np.array([reward for t, reward in steps if t > resumed])
+    balanced = np.convolve(rewards, np.ones(150) / 150, mode="valid") > 0.8
+    # Upright again and balanced for 1.5 s, from wherever the held command left the pole, and
+    # still balanced when the robot stops.
+    assert balanced.any(), f"resumed {resumed - killed:.1f} s after the kill, never balanced"
+    assert balanced[-1], f"balanced {np.argmax(balanced) / 100:.1f} s after resuming, then lost"
 
 
 def sockets_on_loopback_only(pid: int) -> bool:
