@@ -105,7 +105,8 @@ def planner_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 #: Options of `mbrl train pets` that a resumed run may not change (its config.json holds them).
 _FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "planner", "horizon", "population",
-                    "iterations", "set", "particles", "seed", "out", "randomize")
+                    "iterations", "set", "particles", "seed", "out", "randomize", "risk",
+                    "risk_epsilon")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -236,7 +237,8 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
     """`config` with the options given on the command line put in."""
     top = {
         name: getattr(args, name)
-        for name in ("env_id", "episodes", "action_repeat", "seed", "particles", "horizon")
+        for name in ("env_id", "episodes", "action_repeat", "seed", "particles", "horizon",
+                     "risk", "risk_epsilon")
         if getattr(args, name) is not None
     }
     if getattr(args, "randomize", None) is not None:
@@ -260,7 +262,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_pets(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
                            video=not args.no_video, env_id=args.env,
-                           physics=physics_scales(args.physics))
+                           physics=physics_scales(args.physics), risk=args.risk,
+                           risk_epsilon=args.risk_epsilon)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -409,6 +412,8 @@ def _add_train(commands: Any) -> None:
                        help=f"particles per candidate, a multiple of the ensemble size "
                        f"(default: {pets_defaults.particles})")
     train.add_argument("--seed", type=int, help=f"run seed (default: {pets_defaults.seed})")
+    add_risk(train, f"(default: {pets_defaults.risk}, PETS's)",
+             f"(default: {pets_defaults.risk_epsilon})")
     train.add_argument("--randomize", metavar="FILE",
                        help="train across randomised robots: a domain-randomisation config "
                        "(JSON, sim2real.randomization.RandomizationConfig) or a preset "
@@ -419,6 +424,18 @@ def _add_train(commands: Any) -> None:
                        help="continue this run directory from its last completed episode, with "
                        "the settings in its config.json; --episodes may extend or shorten it")
     train.set_defaults(run=_cmd_train, parser=train)
+
+
+def add_risk(parser: argparse.ArgumentParser, risk_default: str, epsilon_default: str) -> None:
+    """`--risk` and `--risk-epsilon`: how a candidate's particle returns become its score."""
+    from controllers.risk import OBJECTIVES
+
+    parser.add_argument("--risk", choices=OBJECTIVES,
+                        help="score a plan by its particles' mean return, the worst one, or "
+                        f"the CVaR of the worst --risk-epsilon fraction (EPOpt) {risk_default}")
+    parser.add_argument("--risk-epsilon", type=float, metavar="EPSILON",
+                        help=f"the fraction of particles --risk cvar averages, in (0, 1] "
+                        f"{epsilon_default}")
 
 
 def _add_eval(commands: Any) -> None:
@@ -439,6 +456,7 @@ def _add_eval(commands: Any) -> None:
                           help="evaluate with these physics scales (mass_scale, damping_scale, "
                           "friction_scale, actuator_gain_scale); results go to "
                           "eval-<env>-<scales>.json (default: the nominal robot)")
+    add_risk(evaluate, "(default: the run's)", "(default: the run's)")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
 
 

@@ -15,44 +15,22 @@ mean of the worst epsilon fraction. Here the same objective ranks a planner's ca
 random shooting plan through it unchanged; its states are the nominal simulator's
 `get_state()` vectors, which every copy takes (the physics scales are not part of the state).
 Only the physics scales of the config are drawn: delays and noise act on the robot, not on a
-planner's imagined rollouts.
+planner's imagined rollouts. The same objectives over a learned ensemble's particles are
+`ModelDynamics(objective=...)` (PETS's `risk`); both use `controllers.risk`.
 """
 
 from __future__ import annotations
-
-import math
-from typing import Literal
 
 import numpy as np
 import torch
 
 import envs
+from controllers.risk import Objective, aggregate_returns, check_objective
 from envs.dynamics import SimulatorDynamics
 from envs.wrappers import ActionRepeat
 from sim2real.randomization import RandomizationConfig
 
-#: How the K returns of a sequence become its score.
-Objective = Literal["mean", "worst", "cvar"]
-
-
-def aggregate_returns(returns: torch.Tensor, objective: Objective,
-                      epsilon: float = 0.1) -> torch.Tensor:
-    """Scores `[N]` of returns `[K, N]` (K models, N sequences) under `objective`; for "cvar",
-    the mean of the `ceil(epsilon K)` lowest returns of each sequence (EPOpt's objective).
-
-    Raises:
-        ValueError: for an unknown objective or epsilon outside (0, 1].
-    """
-    if objective == "mean":
-        return returns.mean(dim=0)
-    if objective == "worst":
-        return returns.min(dim=0).values
-    if objective == "cvar":
-        if not 0.0 < epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in (0, 1], got {epsilon}")
-        lowest = math.ceil(epsilon * returns.shape[0])
-        return returns.sort(dim=0).values[:lowest].mean(dim=0)
-    raise ValueError(f"objective must be mean, worst or cvar, got {objective!r}")
+__all__ = ["Objective", "RobustSimulatorDynamics", "aggregate_returns"]
 
 
 class RobustSimulatorDynamics:
@@ -74,7 +52,7 @@ class RobustSimulatorDynamics:
                  rollout_threads: int | None = None) -> None:
         if copies < 1:
             raise ValueError(f"copies must be >= 1, got {copies}")
-        aggregate_returns(torch.zeros(1, 1), objective, epsilon)  # refuse a bad one now
+        check_objective(objective, epsilon)
         rng = np.random.default_rng(seed)
         repeat = env.repeat if isinstance(env, ActionRepeat) else 1
         self.objective: Objective = objective

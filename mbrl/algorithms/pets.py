@@ -31,13 +31,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 import envs
 from controllers import MPC, MPCConfig
+from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import ConfigError, check_types, require, require_positive
 from mbrl.config import env_wrapper, from_dict, require_known_env
 from mbrl.config import load as load_config
@@ -94,6 +95,11 @@ class PETSConfig:
     particles: int = 20
     #: How particles move through the ensemble.
     propagation: str = Propagation.TS_INFINITY.value
+    #: How a candidate's particle returns become its score: "mean" (PETS), or risk-averse
+    #: "worst" or "cvar" (EPOpt's CVaR of the worst `risk_epsilon` fraction of particles).
+    risk: str = "mean"
+    #: The fraction of the worst particles "cvar" averages, in (0, 1].
+    risk_epsilon: float = 0.1
     #: The dynamics ensemble.
     model: EnsembleConfig = field(default_factory=EnsembleConfig)
     #: Fitting the ensemble after each episode.
@@ -126,6 +132,8 @@ class PETSConfig:
                 "must be >= 1 or null")
         require(self, "propagation", self.propagation in {p.value for p in Propagation},
                 f"must be one of {[p.value for p in Propagation]}")
+        require(self, "risk", self.risk in OBJECTIVES, f"must be one of {list(OBJECTIVES)}")
+        require(self, "risk_epsilon", 0.0 < self.risk_epsilon <= 1.0, "must be in (0, 1]")
         if self.propagation == Propagation.EXPECTATION.value:
             require(self, "particles", self.particles == 1, "must be 1 for expectation")
         else:
@@ -249,7 +257,8 @@ def planning_controller(
     """MPC with the config's planner through the ensemble (TS particles, the task's reward)."""
     problem = model_problem(model, task, config.horizon, generator, env_id=config.env_id,
                             particles=config.particles,
-                            propagation=Propagation(config.propagation))
+                            propagation=Propagation(config.propagation),
+                            objective=cast(Objective, config.risk), epsilon=config.risk_epsilon)
     return MPC(build_planner(config.planner, problem, **config.planner_settings), config.mpc)
 
 
@@ -270,9 +279,13 @@ def load_run(run_dir: Path) -> tuple[PETSConfig, EnsembleDynamics]:
 def evaluate_pets(
     run_dir: Path, episodes: int = 1, seed: int = 12345, video: bool = True,
     env_id: str | None = None, physics: dict[str, float] | None = None,
+    risk: str | None = None, risk_epsilon: float | None = None,
 ) -> dict[str, Any]:
     """Replay a run's saved model and planner for `episodes`; write `eval.json` (and a video
     of the first episode where rendering works) into `run_dir`.
+
+    `risk` and `risk_epsilon` replace the run's scoring of particle returns (robust MPC
+    through the same model); the file name then ends in `-risk=<risk>`.
 
     With `env_id` (another robot with the same observation and action layout, such as
     another backend's cart-pole) or `physics` (scales, `RobotEnv.set_physics_params`), the
@@ -280,10 +293,16 @@ def evaluate_pets(
     the results go to `eval-<env>-<scales>.json`.
 
     Raises:
-        UserError: for a robot whose observations or actions differ from the model's, or a
-            physics scale the robot does not have or takes.
+        UserError: for a robot whose observations or actions differ from the model's, a
+            physics scale the robot does not have or takes, or a bad risk setting.
     """
     config, model = load_run(run_dir)
+    given = {"risk": risk, "risk_epsilon": risk_epsilon}
+    scoring: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    try:
+        config = dataclasses.replace(config, **scoring)
+    except ConfigError as error:
+        raise UserError(f"--{error.path.replace('_', '-')}: {error.problem}") from None
     target = dataclasses.replace(config, env_id=env_id) if env_id is not None else config
     env = _make_env(target)
     if (env.task.obs_dim, env.task.act_dim) != (model.obs_dim, model.act_dim):
@@ -308,15 +327,20 @@ def evaluate_pets(
         )
         returns.append(episode_run.episode_return)
     shifted = env_id is not None or bool(physics)
-    tag = "".join(c if c.isalnum() or c in "._=" else "-" for c in "-".join(
-        [target.env_id, *(f"{k}={v:g}" for k, v in sorted((physics or {}).items()))]))
+    parts = [target.env_id, *(f"{k}={v:g}" for k, v in sorted((physics or {}).items()))]
+    tag = "".join(c if c.isalnum() or c in "._=" else "-" for c in "-".join(parts))
     name = f"eval-{tag}" if shifted else "eval"
+    if scoring:
+        name += f"-risk={config.risk}" + (f"{config.risk_epsilon:g}"
+                                          if config.risk == "cvar" else "")
     clip = write_video(frames, run_dir / f"{name}.mp4", fps=round(1 / env.control_timestep))
     result = {
         "env_id": target.env_id,
         "physics": env.physics_params(),
         "returns": returns,
         "mean_return": float(np.mean(returns)),
+        "risk": config.risk,
+        "risk_epsilon": config.risk_epsilon,
         "seed": seed,
         "video": str(clip) if clip else None,
     }

@@ -52,6 +52,7 @@ from controllers import (
 )
 from controllers.ilqr import CostFn, DynamicsFn, FinalCostFn
 from controllers.protocols import Dynamics, SequenceDynamics
+from controllers.risk import Objective
 from controllers.validation import ConfigError
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics
 from mbrl.control.goals import GOALS, QuadraticGoal
@@ -271,6 +272,7 @@ def model_problem(
     model: EnsembleDynamics, task: envs.Task, horizon: int, generator: torch.Generator | int,
     *, env_id: str | None = None, particles: int | None = None,
     propagation: Propagation = Propagation.TS_INFINITY, goal: QuadraticGoal | None = None,
+    objective: Objective = "mean", epsilon: float = 0.1,
 ) -> PlanningProblem:
     """Planning through a trained ensemble, from the observation: the sampling planners
     propagate `particles` (default: one per member) by `propagation` and score them on the
@@ -283,7 +285,7 @@ def model_problem(
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     dynamics = ModelDynamics(model, task, particles or model.num_members, propagation,
-                             generator)
+                             generator, objective=objective, epsilon=epsilon)
     solver_dynamics = ensemble_dynamics(model)
     goal = goal or (GOALS.get(env_id) if env_id is not None else None)
     initial = 0.3 * high.expand(horizon, -1)

@@ -11,7 +11,9 @@ start at the current observation and are propagated through the ensemble:
 
 With a probabilistic ensemble, a particle's next observation is sampled from its member's
 Gaussian; with a deterministic one it is the member's mean. A candidate's return is the mean
-over its particles of the summed task reward (steps after a termination count nothing).
+over its particles of the summed task reward (steps after a termination count nothing), or,
+for a risk-averse planner, the worst particle's or the CVaR of the worst epsilon fraction of
+particles (EPOpt's objective over the models the particles sample, `controllers.risk`).
 Shapes: `N` candidates, `H` horizon, `P` particles, `E` members, `do`/`du` obs/action dims.
 """
 
@@ -21,6 +23,8 @@ import enum
 from typing import Protocol
 
 import torch
+
+from controllers.risk import Objective, aggregate_returns, check_objective
 
 
 class Propagation(enum.Enum):
@@ -76,6 +80,9 @@ class ModelDynamics:
         generator: the source of member draws and Gaussian samples.
         dtype: the precision particles are propagated and scored in (the model's); returns
             are given in the dtype of the candidate actions.
+        objective: how a candidate's P particle returns become its score: "mean" (PETS),
+            "worst" or "cvar" (`controllers.risk`).
+        epsilon: the fraction of the worst particles "cvar" averages.
     """
 
     def __init__(
@@ -86,8 +93,11 @@ class ModelDynamics:
         propagation: Propagation = Propagation.TS_INFINITY,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        objective: Objective = "mean",
+        epsilon: float = 0.1,
     ) -> None:
         members = model.num_members
+        check_objective(objective, epsilon)
         if propagation is Propagation.EXPECTATION and particles != 1:
             raise ValueError(f"EXPECTATION propagates one particle per candidate, got {particles}")
         if propagation is not Propagation.EXPECTATION and (
@@ -105,10 +115,13 @@ class ModelDynamics:
         self.propagation = propagation
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.dtype = dtype
+        self.objective: Objective = objective
+        self.epsilon = epsilon
 
     @torch.no_grad()
     def sequence_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Mean particle return `[N]` of each candidate `[N, H, du]` from one observation `[do]`.
+        """Score `[N]` of each candidate `[N, H, du]` from one observation `[do]`: its particles'
+        mean return, or their worst or CVaR under a risk-averse `objective`.
 
         Particles are laid out particle-major, `[P, N]` flattened, so that splitting them into
         `E` equal blocks gives every member `P / E` particles of every candidate (TS-infinity).
@@ -136,7 +149,8 @@ class ModelDynamics:
             returns = returns + alive * self.task.reward(obs, act, next_obs).to(dtype)
             alive = alive * (~self.task.terminated(obs, act, next_obs)).to(dtype)
             obs = next_obs
-        return returns.reshape(p, n).mean(dim=0).to(actions.dtype)
+        scores = aggregate_returns(returns.reshape(p, n), self.objective, self.epsilon)
+        return scores.to(actions.dtype)
 
     def _predict(
         self, obs: torch.Tensor, act: torch.Tensor, members: int

@@ -1,33 +1,16 @@
-"""Robust planning across sampled physics: EPOpt's CVaR on a known set of returns, and the
-K simulator copies' scores against each copy scored alone."""
+"""Robust planning across sampled physics: the K simulator copies' scores against each copy
+scored alone."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 import envs
 from controllers import CEM, CEMConfig
 from envs.dynamics import SimulatorDynamics
 from sim2real.randomization import RandomizationConfig, Range
-from sim2real.robust import RobustSimulatorDynamics, aggregate_returns
-
-RETURNS = torch.tensor([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [4.0, 8.0], [10.0, 0.0]],
-                       dtype=torch.float64)  # [K, N]
-
-
-def test_the_objectives_on_a_known_set_of_returns() -> None:
-    assert aggregate_returns(RETURNS, "mean").tolist() == [4.0, 5.2]
-    assert aggregate_returns(RETURNS, "worst").tolist() == [1.0, 0.0]
-    # CVaR at 0.4 of 5 models: the mean of the 2 lowest returns of each sequence.
-    assert aggregate_returns(RETURNS, "cvar", 0.4).tolist() == [1.5, 2.5]
-    assert aggregate_returns(RETURNS, "cvar", 0.1).tolist() == [1.0, 0.0]  # ceil: one model
-    assert aggregate_returns(RETURNS, "cvar", 1.0).tolist() == [4.0, 5.2]  # all: the mean
-    with pytest.raises(ValueError, match="epsilon must be in"):
-        aggregate_returns(RETURNS, "cvar", 0.0)
-    with pytest.raises(ValueError, match="objective must be mean, worst or cvar"):
-        aggregate_returns(RETURNS, "median")  # type: ignore[arg-type]
+from sim2real.robust import RobustSimulatorDynamics
 
 
 def test_the_copies_score_each_sequence_as_their_physics_do_alone() -> None:

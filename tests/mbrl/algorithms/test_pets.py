@@ -134,6 +134,14 @@ def test_eval_replays_the_saved_model(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval.json").read_text()) == result
 
 
+def test_eval_can_score_plans_by_the_cvar_of_their_particles(tmp_path: Path) -> None:
+    train_pets(dataclasses.replace(TINY, episodes=2), tmp_path)
+    robust = evaluate_pets(tmp_path, episodes=1, video=False, risk="cvar", risk_epsilon=0.2)
+    assert (robust["risk"], robust["risk_epsilon"]) == ("cvar", 0.2)
+    assert json.loads((tmp_path / "eval-risk=cvar0.2.json").read_text()) == robust
+    assert evaluate_pets(tmp_path, episodes=1, video=False)["risk"] == "mean"  # the run's own
+
+
 def test_cli_resume_continues_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(KilledError):
         train_pets(TINY, tmp_path, progress=killed_after(2))  # type: ignore[arg-type]
@@ -210,6 +218,8 @@ def test_a_run_is_evaluated_on_shifted_physics_and_refuses_a_robot_it_cannot_dri
         (["--physics", "mass_scale=-1"], "--physics: mujoco/reacher-2link: physics parameter"),
         (["--physics", "mass_scale"], "--physics takes NAME=SCALE"),
         (["--physics", "gravity=2"], "no physics parameter 'gravity'"),
+        (["--risk", "cvar", "--risk-epsilon", "0"], "--risk-epsilon: must be in (0, 1]"),
+        (["--risk", "median"], "argument --risk: invalid choice: 'median'"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["eval", str(tmp_path), "--no-video", *argv])

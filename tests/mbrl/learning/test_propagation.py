@@ -126,3 +126,22 @@ def test_particle_counts_that_cannot_be_spread_are_refused() -> None:
         ModelDynamics(model, Position(), particles=12)
     with pytest.raises(ValueError, match="one particle per candidate"):
         ModelDynamics(model, Position(), particles=5, propagation=Propagation.EXPECTATION)
+
+
+def test_risk_averse_objectives_score_the_particles_worst_returns() -> None:
+    # Member e moves (e + 1) a step: over 3 unit steps particle returns are 6 (e + 1) a, two
+    # particles a member; candidate 0 pushes +1, candidate 1 pushes -1.
+    actions = torch.stack([ones(1, 3)[0], -ones(1, 3)[0]])
+    state = torch.zeros(2)
+
+    def score(objective: str, epsilon: float = 0.1) -> list[float]:
+        dynamics = ModelDynamics(AnalyticEnsemble(4), Position(), particles=8,
+                                 objective=objective, epsilon=epsilon)  # type: ignore[arg-type]
+        return dynamics.sequence_returns(state, actions).tolist()
+
+    assert score("mean") == [15.0, -15.0]
+    assert score("worst") == [6.0, -24.0]
+    assert score("cvar", 0.5) == [9.0, -21.0]  # the 4 lowest of 8 particles
+    assert score("cvar", 0.25) == [6.0, -24.0]
+    with pytest.raises(ValueError, match="objective must be one of"):
+        score("median")
