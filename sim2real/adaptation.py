@@ -26,7 +26,14 @@ import torch
 
 import envs
 from controllers.validation import check_types, require
-from mbrl.algorithms.pets import PETSConfig, load_run, model_input, planning_controller
+from mbrl.algorithms.pets import (
+    PETSConfig,
+    load_run,
+    make_training_env,
+    model_input,
+    on_robot,
+    planning_controller,
+)
 from mbrl.control.episodes import rollout
 from mbrl.errors import UserError
 from mbrl.files import write_csv, write_json
@@ -82,8 +89,10 @@ def prepare(config: AdaptConfig) -> Prepared:
             drive, or a physics scale it does not have or take.
     """
     source_config, source = load_run(Path(config.source_run))
-    target = dataclasses.replace(source_config, env_id=config.env_id or source_config.env_id)
-    env = envs.make(target.env_id, action_repeat=target.action_repeat)
+    # The target robot as it is: a source trained under randomisation is adapted to one robot.
+    target = dataclasses.replace(on_robot(source_config, config.env_id or source_config.env_id),
+                                 randomize=None)
+    env = make_training_env(target)
     if (env.task.obs_dim, env.task.act_dim) != (source.obs_dim, source.act_dim):
         raise UserError(f"--env {target.env_id}: observations [{env.task.obs_dim}] and actions "
                         f"[{env.task.act_dim}], but the model in {config.source_run} takes "
@@ -102,8 +111,8 @@ def adapt(
     prepared: Prepared | None = None,
 ) -> list[dict[str, float]]:
     """Run the adaptation (see the module docstring) on `prepared` (or `prepare(config)`);
-    write `run_dir` (config.json, metrics.csv, model.pt, learning_curve.png) and return the
-    metrics, a row an episode.
+    write `run_dir` (config.json, metrics.csv, model.pt, replay_buffer.npz,
+    learning_curve.png) and return the metrics, a row an episode.
 
     Raises:
         UserError: as `prepare`, before anything is written.
@@ -134,6 +143,7 @@ def adapt(
         })
         write_csv(run_dir / "metrics.csv", rows)
         save_progressive(model, run_dir / "model.pt")
+        buffer.save(run_dir / "replay_buffer.npz")
     plots.plot_learning_curve(rows, run_dir / "learning_curve.png",
                               title=f"progressive adaptation to {_target_name(config, target)}")
     return rows

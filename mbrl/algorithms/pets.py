@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,13 +298,13 @@ def evaluate_pets(
             physics scale the robot does not have or takes, or a bad risk setting.
     """
     config, model = load_run(run_dir)
+    target = on_robot(config, env_id) if env_id is not None else config
     given = {"risk": risk, "risk_epsilon": risk_epsilon}
     scoring: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     try:
         config = dataclasses.replace(config, **scoring)
     except ConfigError as error:
         raise UserError(f"--{error.path.replace('_', '-')}: {error.problem}") from None
-    target = dataclasses.replace(config, env_id=env_id) if env_id is not None else config
     env = _make_env(target)
     if (env.task.obs_dim, env.task.act_dim) != (model.obs_dim, model.act_dim):
         raise UserError(f"--env {target.env_id}: observations [{env.task.obs_dim}] and "
@@ -351,6 +352,37 @@ def evaluate_pets(
 def _make_env(config: PETSConfig) -> envs.RobotEnv:
     """The nominal robot at the run's action repeat and episode length."""
     return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
+
+
+def on_robot(config: PETSConfig, env_id: str) -> PETSConfig:
+    """`config` driving robot `env_id` (same observations and actions) at the run's control
+    period: the action repeat becomes the one that makes `env_id`'s control step as long (the
+    PyBullet cart-pole steps 20 ms, the MuJoCo one 10 ms), so the model's steps mean the same.
+
+    Raises:
+        UserError: for an unknown env id, or one whose control step does not divide the
+            run's control period.
+    """
+    if env_id == config.env_id:
+        return config
+    period = _control_step(config.env_id) * config.action_repeat
+    step = _control_step(env_id)
+    repeat = round(period / step)
+    if repeat < 1 or not math.isclose(repeat * step, period, rel_tol=1e-6):
+        raise UserError(f"--env {env_id}: its control step ({step * 1e3:g} ms) does not divide "
+                        f"the run's control period ({period * 1e3:g} ms)")
+    return dataclasses.replace(config, env_id=env_id, action_repeat=repeat)
+
+
+def _control_step(env_id: str) -> float:
+    """The control step of robot `env_id` without action repeat, seconds."""
+    try:
+        robot = envs.make(env_id)
+    except KeyError:
+        raise UserError(f"--env {env_id}: unknown env id (see `mbrl envs`)") from None
+    step = robot.control_timestep
+    robot.close()
+    return step
 
 
 def _length(config: PETSConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 
 from mbrl.algorithms.pets import train_pets
 from mbrl.cli import main
+from mbrl.learning.data import ReplayBuffer
 from sim2real.progressive import load_progressive
 from tests.mbrl.algorithms.test_pets import TINY
 
@@ -30,6 +31,7 @@ def test_adapt_writes_a_progressive_model_and_leaves_the_source_alone(
     assert model.adapter_size == 4
     assert (source / "model.pt").read_bytes() == before
     assert (run / "learning_curve.png").stat().st_size > 1000
+    assert len(ReplayBuffer.load(run / "replay_buffer.npz")) == 2 * TINY.episode_steps
     assert "episode   1" in capsys.readouterr().out
 
 

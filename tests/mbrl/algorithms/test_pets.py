@@ -13,6 +13,7 @@ import pytest
 from mbrl.algorithms.pets import PETSConfig, evaluate_pets, train_pets
 from mbrl.cli import main
 from mbrl.config import load as load_config
+from mbrl.errors import UserError
 from mbrl.learning.data import ReplayBuffer
 from mbrl.learning.models import EnsembleConfig
 from mbrl.learning.training import TrainConfig
@@ -225,3 +226,18 @@ def test_a_run_is_evaluated_on_shifted_physics_and_refuses_a_robot_it_cannot_dri
             main(["eval", str(tmp_path), "--no-video", *argv])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_another_robot_is_driven_at_the_runs_control_period() -> None:
+    from mbrl.algorithms.pets import on_robot
+
+    run = PETSConfig(env_id="mujoco/cartpole-swingup", action_repeat=8)  # 10 ms steps: 80 ms
+    bullet = on_robot(run, "pybullet/cartpole-swingup")  # 20 ms steps
+    assert (bullet.env_id, bullet.action_repeat) == ("pybullet/cartpole-swingup", 4)
+    assert on_robot(run, run.env_id) is run
+    with pytest.raises(UserError, match=r"^--env pybullet/cartpole-swingup: its control step "
+                                        r"\(20 ms\) does not divide the run's control period "
+                                        r"\(50 ms\)$"):
+        on_robot(dataclasses.replace(run, action_repeat=5), "pybullet/cartpole-swingup")
+    with pytest.raises(UserError, match="--env mujoco/nothing: unknown env id"):
+        on_robot(run, "mujoco/nothing")
