@@ -1,0 +1,508 @@
+"""The transfer benchmark: how much of a target-trained controller's return survives a robot
+the controller never trained on, and what randomisation, robust MPC and progressive adaptation
+buy back.
+
+    python -m benchmarks.sim2real [--seeds 0 1 2] [--workers 2] [--work runs/bench-sim2real]
+                                  [--quick]
+
+Source: the nominal MuJoCo cart-pole swing-up (`mujoco/cartpole-swingup`, 80 ms control
+period). Every controller is PETS's MPC (CEM, population 60, 2 iterations, horizon 15, 5
+particles through a 5-member probabilistic ensemble: `make demo`'s settings). Targets:
+
+- parameter shifts of the MuJoCo cart-pole: masses x2 and x0.5, actuator gain x0.5, damping x3,
+  a two-step action delay (2 x 10 ms simulator steps) and sensor noise (std 0.05 on every
+  observation entry); each is a fixed `sim2real.randomization` draw;
+- the PyBullet cart-pole (`pybullet/cartpole-swingup`). Mapping: the same observation
+  `[x, cos, sin, v, w]` (both robots use `envs.cartpole.observation`), the same action (cart
+  force = a x 10 N), the same 80 ms period (4 of PyBullet's 20 ms steps against 8 of MuJoCo's
+  10 ms). What differs: the integrator (Bullet's 5 ms substeps against MuJoCo's 2 ms Euler),
+  joint friction and damping (slider 0.05 N dry and 0.1 viscous against 0.01 and 0.005), the
+  pole's inertia (URDF box against a capsule), and the rail (+-15 m against +-2.5 m).
+
+Per seed, controllers (`CONTROLLERS`):
+- nominal PETS: 8 episodes on the source;
+- randomised PETS: 10 episodes under configs/randomize_cartpole.json (masses x0.4-2.5, damping
+  x0.3-5, gain x0.4-1.6, delay 0-2 steps, noise 0-0.08; the targets lie inside, never drawn
+  exactly), planning by the particles' mean, and (randomisation plus robust MPC) by the CVaR
+  of the worst 40% of the particles (2 of 5);
+- progressive: the nominal model grown by a column on each target, after 1 and 3 target
+  episodes (and 10 on PyBullet): the return of the episode planned through it
+  (`sim2real.adaptation.adapt`, whose episode k plans through the model fitted on k episodes);
+- target-trained: PETS trained 8 episodes on the target itself, the reference every return is
+  a fraction of (on the source it is nominal PETS).
+Each return is one 10 s episode from the same start on that seed (`EVAL_SEED + seed`).
+
+On PyBullet, the progressive model is compared with fine-tuning the source model and with a
+model from scratch on the same target data (the first 1/3/10 episodes of the adaptation):
+one-step error on held-out target data (the target-trained run's), MPC return on the target,
+and the return on the source afterwards. Episodes needed: the first training episode of the
+target-trained run (training from scratch) and of the adaptation whose return reaches 90% of
+the target-trained return. The simulation lemma's plot: each target's one-step error of the
+nominal model against the return it loses there.
+
+Jobs run in `--workers` processes (one torch thread each) and keep their results under
+`--work`, so a killed benchmark continues where it stopped. Writes sim2real.json and
+sim2real.png under `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.provenance import RESULTS, provenance
+from mbrl.algorithms.pets import (
+    PETSConfig,
+    load_run,
+    make_training_env,
+    model_input,
+    on_robot,
+    planning_controller,
+    train_pets,
+)
+from mbrl.config import load as load_config
+from mbrl.control.episodes import rollout
+from mbrl.learning.data import ReplayBuffer
+from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.training import TrainConfig, evaluate, fit
+from sim2real.adaptation import AdaptConfig, Prepared, adapt
+from sim2real.progressive import ProgressiveEnsembleDynamics
+
+SOURCE = "mujoco/cartpole-swingup"
+BULLET = "pybullet/cartpole-swingup"
+RANDOMIZE_FILE = Path(__file__).resolve().parents[1] / "configs" / "randomize_cartpole.json"
+EVAL_SEED = 1000
+CVAR_EPSILON = 0.4
+FRACTION = 0.9
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much the benchmark runs (`--quick`: a smoke run of every job in minutes)."""
+
+    #: Episodes of each PETS run (nominal, target-trained).
+    pets_episodes: int = 8
+    #: Episodes of the randomised PETS run.
+    randomized_episodes: int = 10
+    #: Episodes of progressive adaptation to PyBullet (episode k plans through the model
+    #: fitted on k episodes, so 11 gives "after 10").
+    adapt_pybullet: int = 11
+    #: Episodes of progressive adaptation to a parameter shift.
+    adapt_shift: int = 4
+    #: Target episodes the PyBullet comparison fits on.
+    compare_at: tuple[int, ...] = (1, 3, 10)
+    #: Control steps per episode (None: the robots' 10 s).
+    episode_steps: int | None = None
+    #: Epochs of each model fit.
+    max_epochs: int = 50
+
+
+QUICK = Size(pets_episodes=2, randomized_episodes=2, adapt_pybullet=3, adapt_shift=2,
+             compare_at=(1, 2), episode_steps=10, max_epochs=2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A robot to transfer to: an env id and a fixed shift (a degenerate randomisation)."""
+
+    env_id: str = SOURCE
+    randomize: dict[str, Any] | None = field(default=None)
+
+
+def _fixed(value: float) -> dict[str, float]:
+    return {"low": value, "high": value}
+
+
+TARGETS: dict[str, Target] = {
+    "nominal": Target(),
+    "mass x2": Target(randomize={"mass_scale": _fixed(2.0)}),
+    "mass x0.5": Target(randomize={"mass_scale": _fixed(0.5)}),
+    "gain x0.5": Target(randomize={"actuator_gain_scale": _fixed(0.5)}),
+    "damping x3": Target(randomize={"damping_scale": _fixed(3.0)}),
+    "delay 2 steps": Target(randomize={"action_delay_steps": [2, 2]}),
+    "noise 0.05": Target(randomize={"observation_noise_std": _fixed(0.05)}),
+    "pybullet": Target(env_id=BULLET),
+}
+SHIFTS = [name for name in TARGETS if name not in ("nominal", "pybullet")]
+
+BASE = PETSConfig(
+    env_id=SOURCE, action_repeat=8, episodes=8, random_episodes=1, particles=5,
+    model=EnsembleConfig(hidden_layers=3, weight_decay=5e-5),
+    train=TrainConfig(batch_size=32, max_epochs=50, patience=10),
+    horizon=15, planner_settings={"population": 60, "iterations": 2},
+)
+#: Columns of the transfer table: name -> (run, risk).
+CONTROLLERS = {"nominal PETS": ("nominal", "mean"), "randomised PETS": ("randomized", "mean"),
+               "randomised + CVaR MPC": ("randomized", "cvar")}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "." else "-" for c in name)
+
+
+def run_name(kind: str, seed: int) -> str:
+    return f"{slug(kind)}-s{seed}"
+
+
+def target_run(target: str, seed: int) -> str:
+    """The target-trained run (on the source: nominal PETS itself)."""
+    return run_name("nominal" if target == "nominal" else f"target-{target}", seed)
+
+
+def on_target(config: PETSConfig, target: Target) -> PETSConfig:
+    """`config` driving `target`: its robot at the run's control period, its fixed shift."""
+    return dataclasses.replace(on_robot(config, target.env_id), randomize=target.randomize)
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+def train_job(work: Path, name: str, config: PETSConfig) -> dict[str, Any]:
+    """Train (or finish training) one PETS run; its episode returns."""
+    run_dir = work / name
+    rows = train_pets(config, run_dir, resume=(run_dir / "config.json").exists())
+    return {"returns": [row["return"] for row in rows]}
+
+
+def episode_return(model: EnsembleDynamics, config: PETSConfig, seed: int) -> float:
+    """One MPC episode through `model` on `config`'s robot, from the seed's start."""
+    env = make_training_env(config)
+    controller = planning_controller(model, env.task, config,
+                                     torch.Generator().manual_seed(EVAL_SEED + seed))
+    result = rollout(env, controller, seed=EVAL_SEED + seed, observe=model_input)
+    env.close()
+    return result.episode_return
+
+
+def eval_job(work: Path, run: str, target: str, seed: int, risk: str) -> dict[str, Any]:
+    """A trained run's return on a target, planning by `risk`."""
+    config, model = load_run(work / run)
+    config = dataclasses.replace(on_target(config, TARGETS[target]), risk=risk,
+                                 risk_epsilon=CVAR_EPSILON)
+    return {"return": episode_return(model, config, seed)}
+
+
+def adapt_job(work: Path, target: str, seed: int, episodes: int) -> dict[str, Any]:
+    """Progressive adaptation of the seed's nominal model to a target."""
+    source_dir = work / run_name("nominal", seed)
+    source_config, source = load_run(source_dir)
+    config = on_target(source_config, TARGETS[target])
+    prepared = Prepared(config, source, make_training_env(config))
+    rows = adapt(AdaptConfig(str(source_dir), env_id=config.env_id, episodes=episodes,
+                             seed=seed), work / run_name(f"adapt-{target}", seed),
+                 prepared=prepared)
+    return {"returns": [row["return"] for row in rows]}
+
+
+def _transitions(path: Path, episodes: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`obs`, `act`, `next_obs` of a saved buffer (its first `episodes` episodes)."""
+    arrays = ReplayBuffer.load(path).arrays()
+    keep = np.ones(len(arrays["obs"]), bool)
+    if episodes is not None:
+        ids = arrays["episode"]
+        keep = ids < ids.min() + episodes
+    obs, act, next_obs = (torch.tensor(arrays[name][keep]) for name in ("obs", "act", "next_obs"))
+    return obs, act, next_obs
+
+
+def one_step_error(model: EnsembleDynamics,
+                   data: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+    """Mean over members of the one-step MSE (observation units)."""
+    with torch.no_grad():
+        return float(evaluate(model, *data)[0].mean())
+
+
+def compare_job(work: Path, seed: int, compare_at: tuple[int, ...]) -> dict[str, Any]:
+    """Progressive, fine-tuned and from-scratch models on the same PyBullet data."""
+    source_config, source = load_run(work / run_name("nominal", seed))
+    target_config = on_target(source_config, TARGETS["pybullet"])
+    held_out = _transitions(work / target_run("pybullet", seed) / "replay_buffer.npz")
+    adapt_data = work / run_name("adapt-pybullet", seed) / "replay_buffer.npz"
+    builders: dict[str, Callable[[torch.Generator], EnsembleDynamics]] = {
+        "progressive": lambda g: ProgressiveEnsembleDynamics(source, 16, g),
+        # (the progressive model froze the source in place; a fine-tuned copy learns again)
+        "fine-tune": lambda g: copy.deepcopy(source).requires_grad_(True),
+        "scratch": lambda g: EnsembleDynamics(source.obs_dim, source.act_dim,
+                                              source_config.model, g),
+    }
+    rows = []
+    for episodes in compare_at:
+        data = _transitions(adapt_data, episodes)
+        for method, build in builders.items():
+            generator = torch.Generator().manual_seed(seed)
+            model = build(generator)
+            fit(model, *data, source_config.train, generator)
+            # The source return: the progressive model plans there through its source column.
+            on_source = model.source if isinstance(model, ProgressiveEnsembleDynamics) else model
+            rows.append({
+                "method": method, "target_episodes": episodes,
+                "held_out_error": one_step_error(model, held_out),
+                "target_return": episode_return(model, target_config, seed),
+                "source_return": episode_return(on_source, source_config, seed),
+            })
+    return {"rows": rows}
+
+
+def errors_job(work: Path, seed: int) -> dict[str, Any]:
+    """The nominal model's one-step error on each target's data (the target-trained run's
+    transitions; on the source, its own, so in-sample)."""
+    _, model = load_run(work / run_name("nominal", seed))
+    return {"errors": {target: one_step_error(model, _transitions(
+        work / target_run(target, seed) / "replay_buffer.npz")) for target in TARGETS}}
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+@dataclass
+class Job:
+    key: str
+    function: Callable[..., dict[str, Any]]
+    args: tuple[Any, ...]
+    needs: list[str]
+
+
+def pets_config(size: Size, seed: int) -> PETSConfig:
+    return dataclasses.replace(
+        BASE, seed=seed, episodes=size.pets_episodes, episode_steps=size.episode_steps,
+        train=dataclasses.replace(BASE.train, max_epochs=size.max_epochs))
+
+
+def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
+    """Every job, seed after seed (so that a short run has whole seeds)."""
+    randomize = dataclasses.asdict(load_config_file())
+    planned: list[Job] = []
+    for seed in seeds:
+        base = pets_config(size, seed)
+        trains = {run_name("nominal", seed): base,
+                  run_name("randomized", seed): dataclasses.replace(
+                      base, episodes=size.randomized_episodes, randomize=randomize)}
+        for target in TARGETS:
+            if target != "nominal":
+                trains[target_run(target, seed)] = on_target(base, TARGETS[target])
+        for name, config in trains.items():
+            planned.append(Job(f"train/{name}", train_job, (work, name, config), []))
+        nominal = f"train/{run_name('nominal', seed)}"
+        for target in TARGETS:
+            evaluated = [(run_name(run, seed), risk) for run, risk in CONTROLLERS.values()]
+            for run, risk in dict.fromkeys([*evaluated, (target_run(target, seed), "mean")]):
+                planned.append(Job(f"eval/{run}/{slug(target)}/{risk}", eval_job,
+                                   (work, run, target, seed, risk), [f"train/{run}"]))
+            episodes = size.adapt_pybullet if target == "pybullet" else size.adapt_shift
+            if target != "nominal":
+                planned.append(Job(f"adapt/{slug(target)}/s{seed}", adapt_job,
+                                   (work, target, seed, episodes), [nominal]))
+        planned.append(Job(f"compare/s{seed}", compare_job, (work, seed, size.compare_at),
+                           [f"adapt/pybullet/s{seed}", f"train/{target_run('pybullet', seed)}"]))
+        planned.append(Job(f"errors/s{seed}", errors_job, (work, seed),
+                           [f"train/{target_run(t, seed)}" for t in TARGETS]))
+    keys = [job.key for job in planned]
+    assert len(keys) == len(set(keys)), "job keys must be unique"
+    return planned
+
+
+def load_config_file() -> Any:
+    from sim2real.randomization import RandomizationConfig
+
+    return load_config(RandomizationConfig, RANDOMIZE_FILE)
+
+
+def _start_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def run_jobs(planned: list[Job], work: Path, workers: int) -> dict[str, dict[str, Any]]:
+    """Run the jobs not yet done (their results are `work/results/<key>.json`), each when the
+    jobs it needs are done, at most `workers` at once, in the given order."""
+    folder = work / "results"
+    path = {job.key: folder / f"{job.key.replace('/', '__')}.json" for job in planned}
+    done = {job.key: json.loads(path[job.key].read_text())
+            for job in planned if path[job.key].exists()}
+    pending = [job for job in planned if job.key not in done]
+    running: dict[Future[dict[str, Any]], Job] = {}
+    started = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_start_worker) as pool:
+        while pending or running:
+            for job in list(pending):
+                if len(running) < workers and all(need in done for need in job.needs):
+                    pending.remove(job)
+                    running[pool.submit(job.function, *job.args)] = job
+            if not running:
+                raise RuntimeError(f"jobs wait on jobs that never ran: {pending[0].key}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                done[job.key] = future.result()
+                path[job.key].write_text(json.dumps(done[job.key]) + "\n")
+                print(f"[{(time.monotonic() - started) / 60:5.1f} min] {job.key}: "
+                      f"{json.dumps(done[job.key])[:120]}", flush=True)
+    return done
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def summarise(done: dict[str, dict[str, Any]], seeds: list[int], size: Size) -> dict[str, Any]:
+    """The transfer table, the targets, the progressive comparison and the lemma's points."""
+
+    def returned(run: str, target: str, risk: str) -> float:
+        return float(done[f"eval/{run}/{slug(target)}/{risk}"]["return"])
+
+    table: dict[str, dict[str, Any]] = {}
+    for target in TARGETS:
+        reference = [returned(target_run(target, s), target, "mean") for s in seeds]
+        row: dict[str, Any] = {"target-trained": reference}
+        for column, (run, risk) in CONTROLLERS.items():
+            row[column] = [returned(run_name(run, s), target, risk) for s in seeds]
+        for after in (1, 3, 10):
+            returns = [done[f"adapt/{slug(target)}/s{s}"]["returns"] for s in seeds] \
+                if target != "nominal" else []
+            if returns and len(returns[0]) > after:
+                row[f"progressive after {after}"] = [r[after] for r in returns]
+        table[target] = {
+            "returns": row,
+            "fraction_of_target_trained": {
+                name: float(np.mean(values) / np.mean(reference)) for name, values in row.items()},
+        }
+    robust = "randomised + CVaR MPC"
+    shift_fractions = {t: table[t]["fraction_of_target_trained"][robust] for t in SHIFTS}
+    nominal_ratio = float(np.mean(table["nominal"]["returns"][robust])
+                          / np.mean(table["nominal"]["returns"]["nominal PETS"]))
+
+    def first_reaching(returns: list[float], reference: float) -> int | None:
+        return next((k for k, r in enumerate(returns) if r >= FRACTION * reference), None)
+
+    episodes_needed: list[dict[str, Any]] = []
+    scratch_needs: list[int | None] = []
+    progressive_needs: list[int | None] = []
+    for s in seeds:
+        trained = returned(target_run("pybullet", s), "pybullet", "mean")
+        scratch_needs.append(first_reaching(
+            done[f"train/{target_run('pybullet', s)}"]["returns"], trained))
+        progressive_needs.append(first_reaching(done[f"adapt/pybullet/s{s}"]["returns"], trained))
+        episodes_needed.append({"seed": s, "target_trained_return": trained,
+                                "scratch": scratch_needs[-1],
+                                "progressive": progressive_needs[-1]})
+    compare = [dict(row, seed=s) for s in seeds for row in done[f"compare/s{s}"]["rows"]]
+    source_kept = all(
+        row["source_return"] == returned(run_name("nominal", row["seed"]), "nominal", "mean")
+        for row in compare if row["method"] == "progressive")
+    lemma = [{"target": t, "seed": s, "one_step_error": done[f"errors/s{s}"]["errors"][t],
+              "return_lost": returned(run_name("nominal", s), "nominal", "mean")
+              - returned(run_name("nominal", s), t, "mean")}
+             for t in TARGETS for s in seeds]
+    return {
+        "table": table,
+        "targets": {
+            "robust_on_every_shift_at_least_0.9": {
+                "fractions": shift_fractions,
+                "met": all(f >= FRACTION for f in shift_fractions.values())},
+            "robust_on_nominal_at_least_0.95_of_nominal_pets": {
+                "ratio": nominal_ratio, "met": nominal_ratio >= 0.95},
+            "pybullet_progressive_90pct_in_a_third_of_scratch_episodes": {
+                "per_seed": episodes_needed,
+                "met": all(p is not None and (s is None or 3 * p <= s)
+                           for p, s in zip(progressive_needs, scratch_needs, strict=True))
+                and all(s is not None for s in scratch_needs)},
+            "progressive_source_return_unchanged": {"met": source_kept},
+        },
+        "pybullet_comparison": compare,
+        "simulation_lemma": lemma,
+    }
+
+
+def plot(summary: dict[str, Any], size: Size, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (table_axis, compare_axis, lemma_axis) = plt.subplots(
+        1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [2.2, 1, 1]})
+    targets = list(summary["table"])
+    columns = [*CONTROLLERS, "progressive after 1", "progressive after 3"]
+    x = np.arange(len(targets))
+    width = 0.8 / len(columns)
+    for i, column in enumerate(columns):
+        values = [summary["table"][t]["fraction_of_target_trained"].get(column, np.nan)
+                  for t in targets]
+        table_axis.bar(x + (i - len(columns) / 2 + 0.5) * width, values, width, label=column)
+    table_axis.axhline(FRACTION, color="k", linestyle="--", linewidth=1)
+    table_axis.set_xticks(x, targets, rotation=20, fontsize=8)
+    table_axis.set_ylabel("return / target-trained return (mean of seeds)")
+    table_axis.set_title("transfer from the nominal MuJoCo cart-pole")
+    table_axis.legend(fontsize=7)
+
+    rows = summary["pybullet_comparison"]
+    for method in ("progressive", "fine-tune", "scratch"):
+        mine = [r for r in rows if r["method"] == method]
+        means = [np.mean([r["target_return"] for r in mine if r["target_episodes"] == k])
+                 for k in size.compare_at]
+        sources = [np.mean([r["source_return"] for r in mine if r["target_episodes"] == k])
+                   for k in size.compare_at]
+        line = compare_axis.plot(size.compare_at, means, marker="o", label=f"{method}: PyBullet")
+        compare_axis.plot(size.compare_at, sources, marker="x", linestyle=":",
+                          color=line[0].get_color(), label=f"{method}: MuJoCo source")
+    compare_axis.set_xscale("log")
+    compare_axis.set_xticks(size.compare_at, [str(k) for k in size.compare_at])
+    compare_axis.set_xlabel("target (PyBullet) episodes")
+    compare_axis.set_ylabel("return")
+    compare_axis.set_title("same target data: progressive, fine-tune, scratch")
+    compare_axis.legend(fontsize=7)
+
+    for target in TARGETS:
+        points = [p for p in summary["simulation_lemma"] if p["target"] == target]
+        lemma_axis.scatter([p["one_step_error"] for p in points],
+                           [p["return_lost"] for p in points], label=target, s=18)
+    lemma_axis.set_xscale("log")
+    lemma_axis.set_xlabel("nominal model's one-step MSE on the target's data")
+    lemma_axis.set_ylabel("return lost (source return - target return)")
+    lemma_axis.set_title("simulation lemma: value gap against model error")
+    lemma_axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-sim2real"),
+                        help="run directories and each job's result (kept: a rerun continues)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: every job, a few short episodes (not a measurement)")
+    args = parser.parse_args()
+    size = QUICK if args.quick else Size()
+    planned = jobs(args.work, args.seeds, size)
+    done = run_jobs(planned, args.work, args.workers)
+    summary = summarise(done, args.seeds, size)
+    print(json.dumps(summary["targets"], indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "sim2real", **provenance(), "seeds": args.seeds,
+               "size": dataclasses.asdict(size), "pets": dataclasses.asdict(pets_config(size, 0)),
+               "randomize": json.loads(RANDOMIZE_FILE.read_text()),
+               "targets": {name: dataclasses.asdict(t) for name, t in TARGETS.items()},
+               "cvar_epsilon": CVAR_EPSILON, **summary}
+    (args.out / "sim2real.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(summary, size, args.out / "sim2real.png")
+
+
+if __name__ == "__main__":
+    main()
