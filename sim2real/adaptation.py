@@ -15,6 +15,7 @@ so planning through it on the source robot gives exactly the return it gave befo
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,14 +35,34 @@ from mbrl.algorithms.pets import (
     on_robot,
     planning_controller,
 )
+from mbrl.config import load as load_config
 from mbrl.control.episodes import rollout
-from mbrl.errors import UserError
-from mbrl.files import write_csv, write_json
+from mbrl.errors import RunDirError, UserError
+from mbrl.files import read_json, write_csv, write_json
 from mbrl.learning.data import ReplayBuffer
 from mbrl.learning.models import EnsembleDynamics
 from mbrl.learning.training import TrainConfig, fit_buffer
 from mbrl.runs import plots
-from sim2real.progressive import ProgressiveEnsembleDynamics, save_progressive
+from mbrl.runs.rundir import (
+    checkpoint_episode,
+    commit_checkpoint,
+    discard_older_checkpoints,
+    publish,
+    recover,
+)
+from sim2real.progressive import (
+    ProgressiveEnsembleDynamics,
+    load_progressive,
+    save_progressive,
+)
+
+CONFIG = "config.json"
+MODEL = "model.pt"
+BUFFER = "replay_buffer.npz"
+METRICS = "metrics.csv"
+PROGRESS = "progress.json"
+#: A checkpoint's files that the run directory shows too.
+PUBLISHED = (MODEL, BUFFER, METRICS)
 
 
 @dataclass(frozen=True)
@@ -109,27 +130,35 @@ def adapt(
     run_dir: Path,
     progress: Callable[[Iterable[int]], Iterable[int]] = lambda episodes: episodes,
     prepared: Prepared | None = None,
+    resume: bool = False,
 ) -> list[dict[str, float]]:
     """Run the adaptation (see the module docstring) on `prepared` (or `prepare(config)`);
     write `run_dir` (config.json, metrics.csv, model.pt, replay_buffer.npz,
-    learning_curve.png) and return the metrics, a row an episode.
+    learning_curve.png, checkpoints/) and return the metrics, a row an episode.
+
+    With `resume`, continue the run in `run_dir` from its last committed episode; `config`
+    must be the run's own (`config.json`) but for `episodes`.
 
     Raises:
         UserError: as `prepare`, before anything is written.
+        RunDirError: on resume, for a damaged run directory or one of other settings.
     """
     prepared = prepared or prepare(config)
     target, source, env = prepared.target, prepared.source, prepared.env
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config)
-
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = ProgressiveEnsembleDynamics(source, config.adapter_size,
                                         torch.Generator().manual_seed(config.seed))
-    train = config.train or target.train
     buffer = ReplayBuffer(source.obs_dim, source.act_dim)
     rows: list[dict[str, float]] = []
-    for episode in progress(range(config.episodes)):
+    restored = _restore(run_dir, config, rng, generator) if resume else None
+    if restored is not None:
+        model, buffer, rows = restored
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG, config)
+    train = config.train or target.train
+    for episode in progress(range(len(rows), config.episodes)):
         planner_model = source if episode == 0 else model
         controller = planning_controller(planner_model, env.task, target, generator)
         run = rollout(env, controller, seed=int(rng.integers(2**31)), observe=model_input,
@@ -141,12 +170,73 @@ def adapt(
             "planned_through": 0.0 if episode == 0 else 1.0,  # 0: source, 1: progressive
             "holdout_mse": report.holdout_mse_mean,
         })
-        write_csv(run_dir / "metrics.csv", rows)
-        save_progressive(model, run_dir / "model.pt")
-        buffer.save(run_dir / "replay_buffer.npz")
-    plots.plot_learning_curve(rows, run_dir / "learning_curve.png",
-                              title=f"progressive adaptation to {_target_name(config, target)}")
+        _commit(run_dir, model, buffer, rows, rng, generator)
+        plots.plot_learning_curve(rows, run_dir / "learning_curve.png",
+                                  title=f"progressive adaptation to {_target_name(config, target)}")
     return rows
+
+
+def _commit(run_dir: Path, model: ProgressiveEnsembleDynamics, buffer: ReplayBuffer,
+            rows: list[dict[str, float]], rng: np.random.Generator,
+            generator: torch.Generator) -> None:
+    """Commit the episode's results as one checkpoint, then publish them."""
+
+    def write(folder: Path) -> None:
+        save_progressive(model, folder / MODEL)
+        buffer.save(folder / BUFFER)
+        write_csv(folder / METRICS, rows)
+        write_json(folder / PROGRESS, {"episodes_done": len(rows), "buffer_len": len(buffer),
+                                       "numpy_rng": rng.bit_generator.state,
+                                       "torch_generator": generator.get_state().tolist()})
+
+    checkpoint = commit_checkpoint(run_dir, int(rows[-1]["episode"]), write)
+    publish(checkpoint, run_dir, PUBLISHED)
+    discard_older_checkpoints(run_dir, keep=checkpoint)
+
+
+def _restore(
+    run_dir: Path, config: AdaptConfig, rng: np.random.Generator, generator: torch.Generator,
+) -> tuple[ProgressiveEnsembleDynamics, ReplayBuffer, list[dict[str, float]]] | None:
+    """The state after the last committed episode (None if none was), with `rng` and
+    `generator` put back to theirs and the run directory to its commit.
+
+    Raises:
+        RunDirError: for a directory that is not an adaptation run, is damaged, or ran under
+            other settings.
+    """
+    if not (run_dir / CONFIG).is_file():
+        raise RunDirError(f"cannot resume {run_dir}: no {CONFIG} of an `mbrl adapt` run")
+    stored = load_config(AdaptConfig, run_dir / CONFIG)
+    if dataclasses.replace(stored, episodes=config.episodes) != config:
+        mine, theirs = dataclasses.asdict(config), dataclasses.asdict(stored)
+        differ = [f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
+                  for name in mine if name != "episodes" and mine[name] != theirs[name]]
+        raise RunDirError(f"resuming with settings that differ from {run_dir / CONFIG} in "
+                          f"{'; '.join(differ)}; only episodes may change on resume")
+    if config.episodes != stored.episodes:
+        write_json(run_dir / CONFIG, config)
+    checkpoint = recover(run_dir, PUBLISHED)
+    if checkpoint is None:
+        return None  # killed before its first episode was committed: start again
+    progress_path = checkpoint / PROGRESS
+    progress = read_json(progress_path)
+    try:
+        done, buffer_len = int(progress["episodes_done"]), int(progress["buffer_len"])
+        rng.bit_generator.state = progress["numpy_rng"]
+        generator.set_state(torch.tensor(progress["torch_generator"], dtype=torch.uint8))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise RunDirError(f"{progress_path} is damaged: {type(error).__name__}: {error}") from None
+    if done != checkpoint_episode(checkpoint) + 1:
+        raise RunDirError(f"{progress_path} counts {done} episodes, but the checkpoint is of "
+                          f"episode {checkpoint_episode(checkpoint)}")
+    buffer = ReplayBuffer.load(checkpoint / BUFFER)
+    if len(buffer) != buffer_len:
+        raise RunDirError(f"{checkpoint / BUFFER} holds {len(buffer)} transitions, but "
+                          f"{progress_path} says {buffer_len}")
+    with (checkpoint / METRICS).open() as handle:
+        rows = [{key: float(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
+    return load_progressive(checkpoint / MODEL), buffer, rows
 
 
 def _target_name(config: AdaptConfig, target: Any) -> str:

@@ -354,20 +354,42 @@ def _add_replay(commands: Any) -> None:
 
 # ----------------------------------------------------------------------------- adapt
 def _cmd_adapt(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from tqdm import tqdm
 
+    from mbrl.config import load as load_config
+    from mbrl.errors import UserError
     from mbrl.runs.rundir import new_run_dir
-    from sim2real.adaptation import AdaptConfig, adapt, prepare
+    from sim2real.adaptation import CONFIG, AdaptConfig, adapt, prepare
 
-    physics = physics_scales(args.physics)
-    config = AdaptConfig(source_run=args.run_dir, env_id=args.env, physics=physics,
-                         episodes=args.episodes, adapter_size=args.adapter_size,
-                         seed=args.seed)
-    prepared = prepare(config)  # a bad target is refused before a run directory exists
-    run_dir = new_run_dir(args.out, "adapt")
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in ("run_dir", "env", "physics",
+                                                            "adapter_size", "seed")
+                 if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"--resume continues with the run's own settings; drop "
+                            f"{', '.join(given)} (only --episodes may change)")
+        run_dir = Path(args.resume)
+        if not (run_dir / CONFIG).is_file():
+            raise UserError(f"--resume {run_dir}: no {CONFIG} of an `mbrl adapt` run there")
+        config = load_config(AdaptConfig, run_dir / CONFIG)
+        if args.episodes is not None:
+            config = dataclasses.replace(config, episodes=args.episodes)
+        prepared = prepare(config)
+    else:
+        if args.run_dir is None:
+            raise UserError("give the source RUN_DIR, or --resume an adaptation run")
+        config = AdaptConfig(
+            source_run=args.run_dir, env_id=args.env, physics=physics_scales(args.physics),
+            episodes=args.episodes or 3, adapter_size=args.adapter_size or 16,
+            seed=args.seed or 0)
+        prepared = prepare(config)  # a bad target is refused before a run directory exists
+        run_dir = new_run_dir(args.out, "adapt")
     print(f"run directory: {run_dir}")
-    rows = adapt(config, run_dir, prepared=prepared, progress=lambda episodes: tqdm(
-        episodes, desc="progressive adaptation", unit="episode"))
+    rows = adapt(config, run_dir, prepared=prepared, resume=bool(args.resume),
+                 progress=lambda episodes: tqdm(episodes, desc="progressive adaptation",
+                                                unit="episode"))
     for row in rows:
         print(f"episode {int(row['episode']):3d}  return {row['return']:9.2f}  "
               f"holdout mse {row['holdout_mse']:.4g}")
@@ -381,18 +403,23 @@ def _add_adapt(commands: Any) -> None:
         description="Grow a new column with lateral adapters over RUN_DIR's frozen model "
         "(Rusu et al. 2016) and train it on a few episodes of the target robot, planning "
         "through the source model first and the adapted one after; the source model is "
-        "left untouched. Writes OUT/adapt-*/ with config.json, metrics.csv, model.pt and "
-        "learning_curve.png.")
-    adapt.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train pets`")
+        "left untouched. Writes OUT/adapt-*/ with config.json, metrics.csv, model.pt, "
+        "replay_buffer.npz and learning_curve.png; --resume continues a killed run.")
+    adapt.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                       help="a run directory of `mbrl train pets`")
     adapt.add_argument("--env", help="the target robot, with the same observations and actions "
                        "(default: the run's)")
     adapt.add_argument("--physics", action="append", metavar="NAME=SCALE[,...]",
                        help="the target's physics scales (default: nominal)")
-    adapt.add_argument("--episodes", type=positive_int, default=3, help="target episodes")
-    adapt.add_argument("--adapter-size", type=positive_int, default=16,
-                       help="units of each lateral adapter")
-    adapt.add_argument("--seed", type=int, default=0, help="seed")
+    adapt.add_argument("--episodes", type=positive_int,
+                       help="target episodes (default: 3; on --resume, the run's)")
+    adapt.add_argument("--adapter-size", type=positive_int,
+                       help="units of each lateral adapter (default: 16)")
+    adapt.add_argument("--seed", type=int, help="seed (default: 0)")
     adapt.add_argument("--out", default="runs", help="folder for the run directory")
+    adapt.add_argument("--resume", metavar="ADAPT_DIR",
+                       help="continue this `mbrl adapt` run from its last completed episode, "
+                       "with the settings in its config.json; --episodes may extend it")
     adapt.set_defaults(run=_cmd_adapt, parser=adapt)
 
 

@@ -4,6 +4,7 @@ model is untouched, and a target the model cannot drive is refused before anythi
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from mbrl.algorithms.pets import train_pets
 from mbrl.cli import main
 from mbrl.learning.data import ReplayBuffer
+from sim2real.adaptation import AdaptConfig, adapt
 from sim2real.progressive import load_progressive
-from tests.mbrl.algorithms.test_pets import TINY
+from tests.mbrl.algorithms.test_pets import TINY, KilledError, killed_after
 
 
 def test_adapt_writes_a_progressive_model_and_leaves_the_source_alone(
@@ -50,3 +52,38 @@ def test_a_target_the_model_cannot_drive_is_refused_first(
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_adaptation_resumes_to_the_results_of_one_never_stopped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source"
+    train_pets(TINY, source)
+    config = AdaptConfig(str(source), physics={"mass_scale": 2.0}, episodes=3, adapter_size=4)
+    whole = adapt(config, tmp_path / "whole")
+    killed = tmp_path / "killed"
+    with pytest.raises(KilledError):
+        adapt(config, killed, progress=killed_after(2))  # type: ignore[arg-type]
+    (killed / ".model.pt.x1y2.tmp").write_bytes(b"")  # as a kill inside a publish leaves
+    assert main(["adapt", "--resume", str(killed)]) == 0
+    assert "episode   2" in capsys.readouterr().out
+    resumed = list(csv.DictReader((killed / "metrics.csv").open()))
+    assert [float(row["return"]) for row in resumed] == [row["return"] for row in whole]
+    assert [float(row["holdout_mse"]) for row in resumed] == [row["holdout_mse"] for row in whole]
+    assert (killed / "model.pt").read_bytes() == (tmp_path / "whole" / "model.pt").read_bytes()
+    assert not list(killed.glob(".*.tmp"))
+    longer = adapt(dataclasses.replace(config, episodes=4), killed, resume=True)
+    assert len(longer) == 4 and longer[:3] == whole
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--resume", "X", "--seed", "2"], "--resume continues with the run's own settings; drop "
+                                       "--seed"),
+    (["--resume", "nowhere"], "--resume nowhere: no config.json of an `mbrl adapt` run"),
+    ([], "give the source RUN_DIR, or --resume an adaptation run"),
+])
+def test_resume_takes_the_runs_settings(argv: list[str], message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["adapt", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
