@@ -18,6 +18,7 @@ from typing import Any
 from mbrl.cli import (
     DefaultsOnce,
     add_planner_settings,
+    add_risk,
     physics_scales,
     planner_settings,
     positive_int,
@@ -76,19 +77,39 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
         for option in ("env", "horizon", "population", "iterations", "set"):
             if getattr(args, option) is not None:
                 raise UserError(f"--{option}: set by the run in --controller, not here")
+        for option in ("robust", "copies"):
+            if getattr(args, option) is not None:
+                raise UserError(f"--{option}: with --planner only; --controller plans through "
+                                f"its ensemble, whose particles --risk scores")
         deployed = controller_from_run(Path(args.controller), args.plan_budget_ms, args.seed,
-                                       compensate_delay=not args.no_delay_compensation)
+                                       compensate_delay=not args.no_delay_compensation,
+                                       risk=args.risk, risk_epsilon=args.risk_epsilon)
         if args.rate is not None and abs(args.rate - deployed.rate_hz) > 1e-6:
             raise UserError(f"--rate {args.rate:g}: the model in {args.controller} steps at "
                             f"{deployed.rate_hz:g} Hz; leave --rate out or give that")
     else:
+        if args.robust is None:
+            for option in ("copies", "risk", "risk_epsilon"):
+                if getattr(args, option) is not None:
+                    raise UserError(f"--{option.replace('_', '-')}: with --planner, robust "
+                                    f"MPC needs --robust FILE (the ranges of the copies)")
+        robust = None
+        if args.robust is not None:
+            import dataclasses
+
+            from sim2real.randomization import load_randomization
+
+            robust = dataclasses.asdict(load_randomization(args.robust))
+        defaults = SimulatorMPCConfig
         config = SimulatorMPCConfig(
-            env_id=args.env or SimulatorMPCConfig.env_id, planner=args.planner,
+            env_id=args.env or defaults.env_id, planner=args.planner,
             planner_settings=planner_settings(args),
-            rate_hz=args.rate or SimulatorMPCConfig.rate_hz,
-            horizon=args.horizon or SimulatorMPCConfig.horizon,
+            rate_hz=args.rate or defaults.rate_hz,
+            horizon=args.horizon or defaults.horizon,
             plan_budget_ms=args.plan_budget_ms, seed=args.seed,
-            compensate_delay=not args.no_delay_compensation)
+            compensate_delay=not args.no_delay_compensation, robust=robust,
+            copies=args.copies or defaults.copies, risk=args.risk or defaults.risk,
+            risk_epsilon=args.risk_epsilon or defaults.risk_epsilon)
         deployed = controller_from_planner(config)
     robot = deployed.env.env_id.split("/")[-1].split("-")[0]
     if args.robot is not None and args.robot not in (robot, deployed.env.env_id):
@@ -200,6 +221,14 @@ def _add_deploy(commands: Any) -> None:
     ros.add_argument("--horizon", type=positive_int, help="with --planner: horizon in periods "
                      "(default: 20)")
     add_planner_settings(ros, "the registry's", "the registry's")
+    robust = ros.add_argument_group("robust MPC")
+    robust.add_argument("--robust", metavar="FILE",
+                        help="with --planner: plan across --copies simulators with physics "
+                        "drawn from this randomisation config (JSON) or preset (peng2018)")
+    robust.add_argument("--copies", type=positive_int,
+                        help="with --robust: the simulator copies K (default: 4)")
+    add_risk(robust, "(default: the run's with --controller, cvar with --robust)",
+             "(default: the run's with --controller, 0.25 with --robust)")
     ros.add_argument("--plan-budget-ms", type=_positive_float,
                      help="the planner's deadline per replan (default: 90%% of the period, "
                      "75%% without delay compensation)")

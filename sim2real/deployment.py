@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,11 +51,15 @@ import torch
 import envs
 from controllers import MPC, MPCConfig
 from controllers.protocols import Controller
+from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import require
 from envs.dynamics import joint_state, set_joint_state
-from mbrl.algorithms.pets import load_run, model_input, planning_controller
+from mbrl.algorithms.pets import load_run, model_input, planning_controller, with_risk
+from mbrl.config import from_dict
 from mbrl.control.planners import build_planner, planner_spec, require_planner, simulator_problem
 from mbrl.errors import UserError
+from sim2real.randomization import RandomizationConfig
+from sim2real.robust import RobustSimulatorDynamics
 from sim2real.safety import Array, CommandGate, GatedCommand, SafetyConfig
 
 
@@ -96,11 +100,19 @@ def default_budget_ms(period_s: float, compensate_delay: bool) -> float:
 
 
 def controller_from_run(run_dir: Path, plan_budget_ms: float | None = None, seed: int = 0,
-                        compensate_delay: bool = True) -> DeployedController:
+                        compensate_delay: bool = True, risk: str | None = None,
+                        risk_epsilon: float | None = None) -> DeployedController:
     """MPC through a `mbrl train pets` run's learned model, at the run's control period, with
     the run's planner and `plan_budget_ms` as its deadline (None: `default_budget_ms`); with
-    `compensate_delay`, the ensemble's elites' mean predicts one period ahead."""
+    `compensate_delay`, the ensemble's elites' mean predicts one period ahead. `risk` and
+    `risk_epsilon` replace the run's scoring of particle returns (robust MPC across the
+    ensemble's members).
+
+    Raises:
+        UserError: for a run directory that is not one, or a bad risk setting.
+    """
     config, model = load_run(run_dir)
+    config = with_risk(config, risk, risk_epsilon)
     period_s = envs.make(config.env_id, action_repeat=config.action_repeat).control_timestep
     budget = plan_budget_ms or default_budget_ms(period_s, compensate_delay)
     config = dataclasses.replace(
@@ -150,10 +162,27 @@ class SimulatorMPCConfig:
     #: Threads the simulator's batched rollouts use (a controller on a robot's computer
     #: shares it with the drivers).
     rollout_threads: int = 1
+    #: Robust MPC: plan across `copies` simulators whose physics are drawn from these
+    #: ranges (`sim2real.randomization.RandomizationConfig` settings); None: the nominal one.
+    robust: dict[str, Any] | None = None
+    #: K, the simulator copies of robust MPC.
+    copies: int = 4
+    #: How robust MPC scores a plan's K returns: "mean", "worst" or "cvar" (EPOpt).
+    risk: str = "cvar"
+    #: The fraction of the worst copies "cvar" averages, in (0, 1].
+    risk_epsilon: float = 0.25
 
     def __post_init__(self) -> None:
         require_planner(self)
         require(self, "rollout_threads", self.rollout_threads >= 1, "must be >= 1")
+        require(self, "copies", self.copies >= 1, "must be >= 1")
+        require(self, "risk", self.risk in OBJECTIVES, f"must be one of {list(OBJECTIVES)}")
+        require(self, "risk_epsilon", 0.0 < self.risk_epsilon <= 1.0, "must be in (0, 1]")
+        spec = planner_spec(self.planner)
+        require(self, "planner", self.robust is None
+                or not (spec.gradient_based or self.planner == "mcts"),
+                "plans through one model; robust MPC takes a sampling planner (cem, icem, "
+                "mppi, random-shooting)")
 
 
 def controller_from_planner(config: SimulatorMPCConfig) -> DeployedController:
@@ -168,6 +197,11 @@ def controller_from_planner(config: SimulatorMPCConfig) -> DeployedController:
     rollout_threads = config.rollout_threads if config.env_id.startswith("mujoco/") else None
     problem = simulator_problem(env, config.horizon, config.seed,
                                 rollout_threads=rollout_threads)
+    if config.robust is not None:
+        ranges = from_dict(RandomizationConfig, config.robust)
+        problem = dataclasses.replace(problem, dynamics=RobustSimulatorDynamics(
+            env, ranges, config.copies, cast(Objective, config.risk), config.risk_epsilon,
+            config.seed, rollout_threads))
     controller = MPC(build_planner(config.planner, problem, **config.planner_settings),
                      MPCConfig(time_budget_ms=budget))
     on_joints = planner_spec(config.planner).gradient_based  # iLQR and DDP: joint states
@@ -189,7 +223,8 @@ def controller_from_planner(config: SimulatorMPCConfig) -> DeployedController:
     return DeployedController(
         controller, observe, env, env.control_timestep,
         f"{config.planner} MPC through the {config.env_id} simulator "
-        f"(horizon {config.horizon}, deadline {budget:g} ms)",
+        + (f"across {config.copies} randomised copies ({config.risk}) " if config.robust else "")
+        + f"(horizon {config.horizon}, deadline {budget:g} ms)",
         predict if config.compensate_delay else None)
 
 

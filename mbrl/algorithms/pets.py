@@ -299,12 +299,7 @@ def evaluate_pets(
     """
     config, model = load_run(run_dir)
     target = on_robot(config, env_id) if env_id is not None else config
-    given = {"risk": risk, "risk_epsilon": risk_epsilon}
-    scoring: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
-    try:
-        config = dataclasses.replace(config, **scoring)
-    except ConfigError as error:
-        raise UserError(f"--{error.path.replace('_', '-')}: {error.problem}") from None
+    config = with_risk(config, risk, risk_epsilon)
     env = _make_env(target)
     if (env.task.obs_dim, env.task.act_dim) != (model.obs_dim, model.act_dim):
         raise UserError(f"--env {target.env_id}: observations [{env.task.obs_dim}] and "
@@ -331,7 +326,7 @@ def evaluate_pets(
     parts = [target.env_id, *(f"{k}={v:g}" for k, v in sorted((physics or {}).items()))]
     tag = "".join(c if c.isalnum() or c in "._=" else "-" for c in "-".join(parts))
     name = f"eval-{tag}" if shifted else "eval"
-    if scoring:
+    if risk is not None or risk_epsilon is not None:
         name += f"-risk={config.risk}" + (f"{config.risk_epsilon:g}"
                                           if config.risk == "cvar" else "")
     clip = write_video(frames, run_dir / f"{name}.mp4", fps=round(1 / env.control_timestep))
@@ -352,6 +347,21 @@ def evaluate_pets(
 def _make_env(config: PETSConfig) -> envs.RobotEnv:
     """The nominal robot at the run's action repeat and episode length."""
     return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
+
+
+def with_risk(config: PETSConfig, risk: str | None, risk_epsilon: float | None) -> PETSConfig:
+    """`config` scoring plans by `risk` and `risk_epsilon` where given (robust MPC across the
+    ensemble's particles).
+
+    Raises:
+        UserError: naming the option, for an unknown objective or epsilon out of (0, 1].
+    """
+    given = {"risk": risk, "risk_epsilon": risk_epsilon}
+    scoring: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    try:
+        return dataclasses.replace(config, **scoring)
+    except ConfigError as error:
+        raise UserError(f"--{error.path.replace('_', '-')}: {error.problem}") from None
 
 
 def on_robot(config: PETSConfig, env_id: str) -> PETSConfig:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import envs
+from controllers.validation import ConfigError
 from envs.dynamics import joint_state
 from mbrl.control.episodes import rollout
 from mbrl.errors import UserError
@@ -25,6 +26,7 @@ from sim2real.deployment import (
     config_period_steps,
     controller_from_planner,
 )
+from sim2real.robust import RobustSimulatorDynamics
 from sim2real.safety import SafetyConfig
 
 #: iLQR MPC through the simulator at 20 Hz: what the end-to-end swing-up deploys.
@@ -156,3 +158,21 @@ def test_a_rate_that_is_not_whole_env_steps_and_a_robot_without_joints_are_refus
     deployed.predict = None
     with pytest.raises(UserError, match="cannot compensate the planning delay"):
         ControlLoop(deployed, SafetyConfig(period_s=0.05), compensate_delay=True)
+
+
+def test_robust_mpc_plans_across_randomised_simulator_copies_within_the_bounds() -> None:
+    config = SimulatorMPCConfig(
+        planner="cem", planner_settings={"population": 20, "iterations": 1}, horizon=5,
+        plan_budget_ms=1e6, copies=3, risk="worst",
+        robust={"mass_scale": {"low": 0.5, "high": 2.0, "distribution": "log-uniform"}})
+    deployed = controller_from_planner(config)
+    assert "across 3 randomised copies (worst)" in deployed.description
+    dynamics = deployed.controller.planner.dynamics  # type: ignore[attr-defined]
+    assert isinstance(dynamics, RobustSimulatorDynamics) and len(dynamics.copies) == 3
+    assert len({draw["mass_scale"] for draw in dynamics.draws}) == 3
+    _, cycles = drive(ControlLoop(deployed, SafetyConfig(period_s=0.05)), 1.0)
+    commands = [c.command[0] for c in cycles[1:]]
+    assert all(math.isfinite(v) and -10.0 <= v <= 10.0 for v in commands)
+    assert any(v != 0.0 for v in commands)
+    with pytest.raises(ConfigError, match="planner: plans through one model"):
+        SimulatorMPCConfig(planner="ilqr", robust={})
