@@ -40,8 +40,12 @@ target-trained run (training from scratch) and of the adaptation whose return re
 the target-trained return. The simulation lemma's plot: each target's one-step error of the
 nominal model against the return it loses there.
 
+The ensembles' spread: for the nominal and the randomised model on each target's data, the
+one-step RMSE, the predictive standard deviation and the share of entries within two of it.
+
 Jobs run in `--workers` processes (one torch thread each) and keep their results under
-`--work`, so a killed benchmark continues where it stopped. Writes sim2real.json and
+`--work`, so a killed benchmark continues where it stopped (the JSON lists every revision
+the jobs ran at). Writes sim2real.json and
 sim2real.png under `--out`.
 """
 
@@ -264,6 +268,35 @@ def errors_job(work: Path, seed: int) -> dict[str, Any]:
         work / target_run(target, seed) / "replay_buffer.npz")) for target in TARGETS}}
 
 
+def spread_job(work: Path, seed: int) -> dict[str, Any]:
+    """Whether an ensemble's spread covers a target: for the nominal and the randomised
+    model on each target's data, the one-step error, the predictive standard deviation
+    (members' variances plus the spread of their means) and the share of next-observation
+    entries within two of them of the truth (0.95 for a calibrated Gaussian)."""
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for kind in ("nominal", "randomized"):
+        _, model = load_run(work / run_name(kind, seed))
+        result[kind] = {}
+        for target in TARGETS:
+            obs, act, next_obs = _transitions(
+                work / target_run(target, seed) / "replay_buffer.npz")
+            with torch.no_grad():
+                prediction = model.predict(obs, act)
+            mean = prediction.mean.mean(dim=0)
+            epistemic = prediction.mean.var(dim=0, unbiased=False)
+            aleatoric = (prediction.var.mean(dim=0) if prediction.var is not None
+                         else torch.zeros_like(mean))
+            std = (epistemic + aleatoric).sqrt()
+            error = (next_obs - mean).abs()
+            result[kind][target] = {
+                "rmse": float(error.pow(2).mean().sqrt()),
+                "predictive_std": float(std.pow(2).mean().sqrt()),
+                "member_spread_std": float(epistemic.mean().sqrt()),
+                "within_2_std": float((error <= 2 * std).float().mean()),
+            }
+    return result
+
+
 # --------------------------------------------------------------------------- scheduling
 
 
@@ -309,6 +342,9 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
                            [f"adapt/pybullet/s{seed}", f"train/{target_run('pybullet', seed)}"]))
         planned.append(Job(f"errors/s{seed}", errors_job, (work, seed),
                            [f"train/{target_run(t, seed)}" for t in TARGETS]))
+        planned.append(Job(f"spread/s{seed}", spread_job, (work, seed),
+                           [f"train/{target_run(t, seed)}" for t in TARGETS]
+                           + [f"train/{run_name('randomized', seed)}"]))
     keys = [job.key for job in planned]
     assert len(keys) == len(set(keys)), "job keys must be unique"
     return planned
@@ -406,8 +442,14 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int], size: Size) -> 
               "return_lost": returned(run_name("nominal", s), "nominal", "mean")
               - returned(run_name("nominal", s), t, "mean")}
              for t in TARGETS for s in seeds]
+    spread = {kind: {target: {key: float(np.mean([done[f"spread/s{s}"][kind][target][key]
+                                                   for s in seeds]))
+                              for key in done[f"spread/s{seeds[0]}"][kind][target]}
+                     for target in TARGETS}
+              for kind in ("nominal", "randomized")}
     return {
         "table": table,
+        "ensemble_spread": spread,
         "targets": {
             "robust_on_every_shift_at_least_0.9": {
                 "fractions": shift_fractions,
@@ -490,12 +532,21 @@ def main() -> None:
                         help="a smoke run: every job, a few short episodes (not a measurement)")
     args = parser.parse_args()
     size = QUICK if args.quick else Size()
+    # Every revision this work folder's jobs ran at (a rerun continues at a later one).
+    revisions_file = args.work / "revisions.json"
+    revisions = json.loads(revisions_file.read_text()) if revisions_file.exists() else []
+    revision = provenance()["git_revision"]
+    if revision not in revisions:
+        args.work.mkdir(parents=True, exist_ok=True)
+        revisions_file.write_text(json.dumps([*revisions, revision]) + "\n")
+        revisions.append(revision)
     planned = jobs(args.work, args.seeds, size)
     done = run_jobs(planned, args.work, args.workers)
     summary = summarise(done, args.seeds, size)
     print(json.dumps(summary["targets"], indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "sim2real", **provenance(), "seeds": args.seeds,
+    payload = {"benchmark": "sim2real", **provenance(), "jobs_ran_at_revisions": revisions,
+               "seeds": args.seeds,
                "size": dataclasses.asdict(size), "pets": dataclasses.asdict(pets_config(size, 0)),
                "randomize": json.loads(RANDOMIZE_FILE.read_text()),
                "targets": {name: dataclasses.asdict(t) for name, t in TARGETS.items()},
