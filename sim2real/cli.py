@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -390,7 +391,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from mbrl.config import load as load_config
     from mbrl.errors import UserError
     from mbrl.runs.rundir import new_run_dir
-    from sim2real.adaptation import CONFIG, AdaptConfig, adapt, prepare
+    from sim2real.adaptation import CONFIG, AdaptConfig, adapt, completed_episodes, prepare
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("run_dir", "env", "physics",
@@ -416,9 +417,15 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         prepared = prepare(config)  # a bad target is refused before a run directory exists
         run_dir = new_run_dir(args.out, "adapt")
     print(f"run directory: {run_dir}")
-    rows = adapt(config, run_dir, prepared=prepared, resume=bool(args.resume),
-                 progress=lambda episodes: tqdm(episodes, desc="progressive adaptation",
-                                                unit="episode"))
+    try:
+        rows = adapt(config, run_dir, prepared=prepared, resume=bool(args.resume),
+                     progress=lambda episodes: tqdm(episodes, desc="progressive adaptation",
+                                                    unit="episode"))
+    except KeyboardInterrupt:
+        print(f"\nmbrl adapt: interrupted with {completed_episodes(run_dir)} of "
+              f"{config.episodes} episodes saved; continue with: mbrl adapt --resume {run_dir}",
+              file=sys.stderr)
+        return 130
     for row in rows:
         print(f"episode {int(row['episode']):3d}  return {row['return']:9.2f}  "
               f"holdout mse {row['holdout_mse']:.4g}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,26 @@ def test_resume_takes_the_runs_settings(argv: list[str], message: str,
         main(["adapt", *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sim2real.adaptation
+
+    source = tmp_path / "source"
+    train_pets(TINY, source)
+    calls = []
+    real_rollout = sim2real.adaptation.rollout
+
+    def interrupted_second_episode(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(sim2real.adaptation, "rollout", interrupted_second_episode)
+    assert main(["adapt", str(source), "--episodes", "3", "--out", str(tmp_path / "runs")]) == 130
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (f"interrupted with 1 of 3 episodes saved; continue with: mbrl adapt --resume {run}"
+            in capsys.readouterr().err)
