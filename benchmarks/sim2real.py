@@ -21,19 +21,20 @@ particles through a 5-member probabilistic ensemble: `make demo`'s settings). Ta
 
 Per seed, controllers (`CONTROLLERS`):
 - nominal PETS: 8 episodes on the source;
-- randomised PETS: 10 episodes under configs/randomize_cartpole.json (masses x0.4-2.5, damping
+- randomised PETS: 20 episodes under configs/randomize_cartpole.json (masses x0.4-2.5, damping
   x0.3-5, gain x0.4-1.6, delay 0-2 steps, noise 0-0.08; the targets lie inside, never drawn
   exactly), planning by the particles' mean, and (randomisation plus robust MPC) by the CVaR
   of the worst 40% of the particles (2 of 5);
-- progressive: the nominal model grown by a column on each target, after 1 and 3 target
-  episodes (and 10 on PyBullet): the return of the episode planned through it
+- progressive: the nominal model grown by a column started from the source's weights
+  (`init="source"`) on each target, after 1 and 3 target episodes (and 10 on PyBullet, where
+  Rusu et al.'s random start is run too): the return of the episode planned through it
   (`sim2real.adaptation.adapt`, whose episode k plans through the model fitted on k episodes);
-- target-trained: PETS trained 8 episodes on the target itself, the reference every return is
-  a fraction of (on the source it is nominal PETS).
+- target-trained: PETS trained 8 episodes on the target itself (15 on PyBullet), the
+  reference every return is a fraction of (on the source it is nominal PETS).
 Each return is one 10 s episode from the same start on that seed (`EVAL_SEED + seed`).
 
-On PyBullet, the progressive model is compared with fine-tuning the source model and with a
-model from scratch on the same target data (the first 1/3/10 episodes of the adaptation):
+On PyBullet, the progressive model is compared with fine-tuning the source model (both keep
+the source's normalisers) and with a model from scratch on the same target data (the first 1/3/10 episodes of the adaptation):
 one-step error on held-out target data (the target-trained run's), MPC return on the target,
 and the return on the source afterwards. Episodes needed: the first training episode of the
 target-trained run (training from scratch) and of the adaptation whose return reaches 90% of
@@ -61,7 +62,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -96,10 +97,14 @@ FRACTION = 0.9
 class Size:
     """How much the benchmark runs (`--quick`: a smoke run of every job in minutes)."""
 
-    #: Episodes of each PETS run (nominal, target-trained).
+    #: Episodes of each PETS run (nominal, target-trained on a parameter shift).
     pets_episodes: int = 8
-    #: Episodes of the randomised PETS run.
-    randomized_episodes: int = 10
+    #: Episodes of PETS trained on the PyBullet cart-pole (training from scratch there: it
+    #: learns more slowly than on MuJoCo's, 390 after 8 episodes against 780).
+    pybullet_episodes: int = 15
+    #: Episodes of the randomised PETS run (a model of the whole range needs more data: at 10
+    #: episodes it kept 70% of nominal PETS's return on the nominal robot).
+    randomized_episodes: int = 20
     #: Episodes of progressive adaptation to PyBullet (episode k plans through the model
     #: fitted on k episodes, so 11 gives "after 10").
     adapt_pybullet: int = 11
@@ -113,8 +118,8 @@ class Size:
     max_epochs: int = 50
 
 
-QUICK = Size(pets_episodes=2, randomized_episodes=2, adapt_pybullet=3, adapt_shift=2,
-             compare_at=(1, 2), episode_steps=10, max_epochs=2)
+QUICK = Size(pets_episodes=2, pybullet_episodes=3, randomized_episodes=2, adapt_pybullet=3,
+             adapt_shift=2, compare_at=(1, 2), episode_steps=10, max_epochs=2)
 
 
 @dataclass(frozen=True)
@@ -198,15 +203,19 @@ def eval_job(work: Path, run: str, target: str, seed: int, risk: str) -> dict[st
     return {"return": episode_return(model, config, seed)}
 
 
-def adapt_job(work: Path, target: str, seed: int, episodes: int) -> dict[str, Any]:
-    """Progressive adaptation of the seed's nominal model to a target."""
+def adapt_job(work: Path, target: str, seed: int, episodes: int,
+              init: Literal["source", "random"]) -> dict[str, Any]:
+    """Progressive adaptation of the seed's nominal model to a target (continued, if a
+    killed benchmark left it unfinished)."""
     source_dir = work / run_name("nominal", seed)
     source_config, source = load_run(source_dir)
     config = on_target(source_config, TARGETS[target])
     prepared = Prepared(config, source, make_training_env(config))
+    run_dir = work / run_name(f"adapt-{target}" + ("" if init == "source" else "-random-init"),
+                              seed)
     rows = adapt(AdaptConfig(str(source_dir), env_id=config.env_id, episodes=episodes,
-                             seed=seed), work / run_name(f"adapt-{target}", seed),
-                 prepared=prepared)
+                             seed=seed, init=init), run_dir, prepared=prepared,
+                 resume=(run_dir / "config.json").exists())
     return {"returns": [row["return"] for row in rows]}
 
 
@@ -236,19 +245,23 @@ def compare_job(work: Path, seed: int, compare_at: tuple[int, ...]) -> dict[str,
     held_out = _transitions(work / target_run("pybullet", seed) / "replay_buffer.npz")
     adapt_data = work / run_name("adapt-pybullet", seed) / "replay_buffer.npz"
     builders: dict[str, Callable[[torch.Generator], EnsembleDynamics]] = {
-        "progressive": lambda g: ProgressiveEnsembleDynamics(source, 16, g),
+        "progressive": lambda g: ProgressiveEnsembleDynamics(source, 16, g, init="source"),
         # (the progressive model froze the source in place; a fine-tuned copy learns again)
         "fine-tune": lambda g: copy.deepcopy(source).requires_grad_(True),
         "scratch": lambda g: EnsembleDynamics(source.obs_dim, source.act_dim,
                                               source_config.model, g),
     }
+    # The two that start from the source's weights keep its normalisers.
+    keeps_normalizers = {"progressive": True, "fine-tune": True, "scratch": False}
     rows = []
     for episodes in compare_at:
         data = _transitions(adapt_data, episodes)
         for method, build in builders.items():
             generator = torch.Generator().manual_seed(seed)
             model = build(generator)
-            fit(model, *data, source_config.train, generator)
+            train = dataclasses.replace(source_config.train,
+                                        fit_normalizers=not keeps_normalizers[method])
+            fit(model, *data, train, generator)
             # The source return: the progressive model plans there through its source column.
             on_source = model.source if isinstance(model, ProgressiveEnsembleDynamics) else model
             rows.append({
@@ -326,6 +339,8 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
         for target in TARGETS:
             if target != "nominal":
                 trains[target_run(target, seed)] = on_target(base, TARGETS[target])
+        trains[target_run("pybullet", seed)] = dataclasses.replace(
+            trains[target_run("pybullet", seed)], episodes=size.pybullet_episodes)
         for name, config in trains.items():
             planned.append(Job(f"train/{name}", train_job, (work, name, config), []))
         nominal = f"train/{run_name('nominal', seed)}"
@@ -337,7 +352,9 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
             episodes = size.adapt_pybullet if target == "pybullet" else size.adapt_shift
             if target != "nominal":
                 planned.append(Job(f"adapt/{slug(target)}/s{seed}", adapt_job,
-                                   (work, target, seed, episodes), [nominal]))
+                                   (work, target, seed, episodes, "source"), [nominal]))
+        planned.append(Job(f"adapt-random-init/pybullet/s{seed}", adapt_job,
+                           (work, "pybullet", seed, size.adapt_pybullet, "random"), [nominal]))
         planned.append(Job(f"compare/s{seed}", compare_job, (work, seed, size.compare_at),
                            [f"adapt/pybullet/s{seed}", f"train/{target_run('pybullet', seed)}"]))
         planned.append(Job(f"errors/s{seed}", errors_job, (work, seed),
@@ -406,10 +423,12 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int], size: Size) -> 
         for column, (run, risk) in CONTROLLERS.items():
             row[column] = [returned(run_name(run, s), target, risk) for s in seeds]
         for after in (1, 3, 10):
-            returns = [done[f"adapt/{slug(target)}/s{s}"]["returns"] for s in seeds] \
-                if target != "nominal" else []
-            if returns and len(returns[0]) > after:
-                row[f"progressive after {after}"] = [r[after] for r in returns]
+            for prefix, name in (("adapt", "progressive"),
+                                 ("adapt-random-init", "progressive (random init)")):
+                key = f"{prefix}/{slug(target)}/s{seeds[0]}"
+                if key in done and len(done[key]["returns"]) > after:
+                    row[f"{name} after {after}"] = [
+                        done[f"{prefix}/{slug(target)}/s{s}"]["returns"][after] for s in seeds]
         table[target] = {
             "returns": row,
             "fraction_of_target_trained": {

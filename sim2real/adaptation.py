@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -80,9 +80,13 @@ class AdaptConfig:
     episodes: int = 3
     #: Units of each lateral adapter.
     adapter_size: int = 16
+    #: The new column's start: "source" (a copy of the source column, adapters silent: the
+    #: model starts as the source) or "random" (Rusu et al.'s).
+    init: Literal["source", "random"] = "source"
     #: Seed of the episodes, the new column and its training.
     seed: int = 0
-    #: Fitting the new column (None: the source run's settings).
+    #: Fitting the new column (None: the source run's settings, keeping the source's
+    #: normalisers for a "source" start).
     train: TrainConfig | None = None
 
     def __post_init__(self) -> None:
@@ -149,7 +153,7 @@ def adapt(
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = ProgressiveEnsembleDynamics(source, config.adapter_size,
-                                        torch.Generator().manual_seed(config.seed))
+                                        torch.Generator().manual_seed(config.seed), config.init)
     buffer = ReplayBuffer(source.obs_dim, source.act_dim)
     rows: list[dict[str, float]] = []
     restored = _restore(run_dir, config, rng, generator) if resume else None
@@ -158,7 +162,8 @@ def adapt(
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG, config)
-    train = config.train or target.train
+    train = config.train or dataclasses.replace(target.train,
+                                                fit_normalizers=config.init == "random")
     for episode in progress(range(len(rows), config.episodes)):
         planner_model = source if episode == 0 else model
         controller = planning_controller(planner_model, env.task, target, generator)

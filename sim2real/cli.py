@@ -395,7 +395,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("run_dir", "env", "physics",
-                                                            "adapter_size", "seed")
+                                                            "adapter_size", "seed", "init")
                  if getattr(args, name) is not None]
         if given:
             raise UserError(f"--resume continues with the run's own settings; drop "
@@ -413,7 +413,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         config = AdaptConfig(
             source_run=args.run_dir, env_id=args.env, physics=physics_scales(args.physics),
             episodes=args.episodes or 3, adapter_size=args.adapter_size or 16,
-            seed=args.seed or 0)
+            seed=args.seed or 0, init=args.init or "source")
         prepared = prepare(config)  # a bad target is refused before a run directory exists
         run_dir = new_run_dir(args.out, "adapt")
     print(f"run directory: {run_dir}")
@@ -451,6 +451,10 @@ def _add_adapt(commands: Any) -> None:
                        help="target episodes (default: 3; on --resume, the run's)")
     adapt.add_argument("--adapter-size", type=positive_int,
                        help="units of each lateral adapter (default: 16)")
+    adapt.add_argument("--init", choices=("source", "random"),
+                       help="the new column's start: a copy of the source column with silent "
+                       "adapters (the model starts as the source), or random as in Rusu et "
+                       "al. (default: source)")
     adapt.add_argument("--seed", type=int, help="seed (default: 0)")
     adapt.add_argument("--out", default="runs", help="folder for the run directory")
     adapt.add_argument("--resume", metavar="ADAPT_DIR",

@@ -8,7 +8,14 @@ of the new column (k = 2) computes
 
 with `alpha_i` a learned scale (one per member, initialised at 0.1), `V_i` a projection to a
 few adapter units, `sigma` the activation and `U_i` the projection into layer i. The first
-layer has no lateral input (both columns see the same inputs). `ProgressiveEnsembleDynamics`
+layer has no lateral input (both columns see the same inputs).
+
+The new column starts as Rusu et al.'s does, from random weights (`init="random"`), or as a
+copy of the source column with the adapters' output projections `U_i` at zero
+(`init="source"`): the model then predicts exactly as the source until the target data move
+it, the source column still frozen. With a few target episodes this matters: planning through
+a random-init column fitted on one 10 s episode lost most of the source model's return in the
+transfer benchmark (`benchmarks/sim2real.py`). `ProgressiveEnsembleDynamics`
 is an `EnsembleDynamics` whose network is this new column, so `fit`, `predict`, PETS's
 planning problem and the checkpoints take it; the source ensemble is held inside it, its
 parameters frozen and its input normalisation its own, so the source model's predictions,
@@ -18,7 +25,7 @@ and everything planned through it, stay bit-identical whatever the adaptation do
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -37,12 +44,18 @@ class ProgressiveEnsembleDynamics(EnsembleDynamics):
         source: the trained source-domain model; frozen here (`requires_grad` off).
         adapter_size: units of each lateral adapter's projection `V_i`.
         generator: the source of the new column's initial weights.
+        init: "random" (Rusu et al.) or "source": the new column a copy of the source
+            column and every `U_i` zero, so the model starts as the source (train it with
+            `TrainConfig(fit_normalizers=False)` to keep the source's normalisers too).
     """
 
     def __init__(self, source: EnsembleDynamics, adapter_size: int = 16,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None,
+                 init: Literal["random", "source"] = "random") -> None:
         if adapter_size < 1:
             raise ValueError(f"adapter_size must be >= 1, got {adapter_size}")
+        if init not in ("random", "source"):
+            raise ValueError(f"init must be random or source, got {init!r}")
         generator = generator if generator is not None else torch.Generator().manual_seed(1)
         super().__init__(source.obs_dim, source.act_dim, source.config, generator)
         #: Units of each adapter's projection.
@@ -60,6 +73,13 @@ class ProgressiveEnsembleDynamics(EnsembleDynamics):
             EnsembleLinear(E, width, adapter_size, generator) for _ in later)
         self.lateral_out = nn.ModuleList(
             EnsembleLinear(E, adapter_size, layer.out_features, generator) for layer in later)
+        if init == "source":  # every weight, bound and statistic of the source's network
+            unexpected = self.load_state_dict(source.state_dict(), strict=False).unexpected_keys
+            assert not unexpected, unexpected
+            with torch.no_grad():
+                for projection in self.lateral_out:
+                    for parameter in projection.parameters():
+                        parameter.zero_()
 
     def _mlp(self, x: torch.Tensor, members: torch.Tensor | None,
              inplace: bool) -> torch.Tensor:

@@ -60,6 +60,9 @@ class TrainConfig:
     #: (each dimension over the spread of its change) or "raw" (observation units, as
     #: mbrl-lib's `ModelTrainer`; kept to measure the difference).
     selection: Literal["normalized", "raw"] = "normalized"
+    #: Set the model's input and output normalisers from the training data (False: keep the
+    #: model's own, as a model that starts from another's trained weights needs).
+    fit_normalizers: bool = True
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -146,8 +149,9 @@ def fit(
     holdout = split[:n_holdout] if n_holdout > 0 else train
     train_obs, train_act, train_next = obs[train], act[train], next_obs[train]
     holdout_data = (obs[holdout], act[holdout], next_obs[holdout])
-    model.input_normalizer.fit(torch.cat([train_obs, train_act], dim=1))
-    model.output_normalizer.fit(train_next - train_obs)
+    if config.fit_normalizers:
+        model.input_normalizer.fit(torch.cat([train_obs, train_act], dim=1))
+        model.output_normalizer.fit(train_next - train_obs)
 
     # Each member's sample of the training rows: a bootstrap, or all of them.
     if config.bootstrap:

@@ -3,6 +3,7 @@ its lateral adapters, learns a target that differs from the source by a known of
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,23 @@ def test_the_new_column_learns_the_targets_offset_from_few_transitions() -> None
         adapted, original = progressive.predict(obs, act).mean, source.predict(obs, act).mean
     added = (adapted - original).mean(dim=(0, 1))
     torch.testing.assert_close(added.double(), OFFSET, atol=0.01, rtol=0.0)
+
+
+def test_a_column_started_from_the_source_predicts_as_it_then_learns_the_offset() -> None:
+    source = trained_source()
+    target_test = transitions(500, 7, OFFSET)
+    progressive = ProgressiveEnsembleDynamics(source, adapter_size=8, init="source")
+    obs, act, _ = target_test
+    with torch.no_grad():
+        assert torch.equal(progressive.predict(obs, act).mean, source.predict(obs, act).mean)
+    normalizer = progressive.input_normalizer.mean.clone()
+    keep = dataclasses.replace(TRAIN, fit_normalizers=False)
+    fit(progressive, *transitions(100, 2, OFFSET), config=keep,
+        generator=torch.Generator().manual_seed(2))
+    assert torch.equal(progressive.input_normalizer.mean, normalizer)  # the source's, kept
+    assert error(progressive, target_test) < 0.1 * error(source, target_test)
+    with pytest.raises(ValueError, match="init must be random or source"):
+        ProgressiveEnsembleDynamics(source, init="copy")  # type: ignore[arg-type]
 
 
 def test_a_progressive_checkpoint_round_trips_and_a_plain_loader_refuses_it(
