@@ -34,12 +34,13 @@ Per seed, controllers (`CONTROLLERS`):
 Each return is one 10 s episode from the same start on that seed (`EVAL_SEED + seed`).
 
 On PyBullet, the progressive model is compared with fine-tuning the source model (both keep
-the source's normalisers) and with a model from scratch on the same target data (the first 1/3/10 episodes of the adaptation):
-one-step error on held-out target data (the target-trained run's), MPC return on the target,
-and the return on the source afterwards. Episodes needed: the first training episode of the
-target-trained run (training from scratch) and of the adaptation whose return reaches 90% of
-the target-trained return. The simulation lemma's plot: each target's one-step error of the
-nominal model against the return it loses there.
+the source's normalisers) and with a model from scratch on the same target data (the first
+1/3/10 episodes of the adaptation): one-step error on held-out target data (the
+target-trained run's), MPC return on the target, and the return on the source afterwards.
+Episodes needed: the first training episode of the target-trained run (training from
+scratch) and of the adaptation whose return reaches 90% of the target-trained return. The
+simulation lemma's plot: each target's one-step error of the nominal model against the
+return it loses there.
 
 The ensembles' spread: for the nominal and the randomised model on each target's data, the
 one-step RMSE, the predictive standard deviation and the share of entries within two of it.
@@ -377,11 +378,16 @@ def _start_worker() -> None:
     torch.set_num_threads(1)
 
 
+def result_path(work: Path, key: str) -> Path:
+    """Where job `key` keeps its result."""
+    return work / "results" / f"{key.replace('/', '__')}.json"
+
+
 def run_jobs(planned: list[Job], work: Path, workers: int) -> dict[str, dict[str, Any]]:
     """Run the jobs not yet done (their results are `work/results/<key>.json`), each when the
     jobs it needs are done, at most `workers` at once, in the given order."""
     folder = work / "results"
-    path = {job.key: folder / f"{job.key.replace('/', '__')}.json" for job in planned}
+    path = {job.key: result_path(work, job.key) for job in planned}
     done = {job.key: json.loads(path[job.key].read_text())
             for job in planned if path[job.key].exists()}
     pending = [job for job in planned if job.key not in done]
@@ -551,15 +557,16 @@ def main() -> None:
                         help="a smoke run: every job, a few short episodes (not a measurement)")
     args = parser.parse_args()
     size = QUICK if args.quick else Size()
+    planned = jobs(args.work, args.seeds, size)
     # Every revision this work folder's jobs ran at (a rerun continues at a later one).
     revisions_file = args.work / "revisions.json"
     revisions = json.loads(revisions_file.read_text()) if revisions_file.exists() else []
     revision = provenance()["git_revision"]
-    if revision not in revisions:
+    to_run = [job for job in planned if not result_path(args.work, job.key).exists()]
+    if to_run and revision not in revisions:
         args.work.mkdir(parents=True, exist_ok=True)
-        revisions_file.write_text(json.dumps([*revisions, revision]) + "\n")
         revisions.append(revision)
-    planned = jobs(args.work, args.seeds, size)
+        revisions_file.write_text(json.dumps(revisions) + "\n")
     done = run_jobs(planned, args.work, args.workers)
     summary = summarise(done, args.seeds, size)
     print(json.dumps(summary["targets"], indent=2))
