@@ -115,7 +115,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mbrl.algorithms.pets import (
-        CONFIG,
         PETSConfig,
         completed_episodes,
         make_training_env,
@@ -123,7 +122,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     from mbrl.config import load as load_config
     from mbrl.errors import RunDirError, UserError
-    from mbrl.runs.rundir import new_run_dir
+    from mbrl.runs.rundir import CONFIG, new_run_dir
 
     if args.resume:
         given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]

@@ -44,6 +44,12 @@ from mbrl.learning.models import EnsembleDynamics
 from mbrl.learning.training import TrainConfig, fit_buffer
 from mbrl.runs import plots
 from mbrl.runs.rundir import (
+    BUFFER,
+    CONFIG,
+    METRICS,
+    MODEL,
+    PROGRESS,
+    PUBLISHED,
     checkpoint_episode,
     commit_checkpoint,
     discard_older_checkpoints,
@@ -56,14 +62,6 @@ from sim2real.progressive import (
     load_progressive,
     save_progressive,
 )
-
-CONFIG = "config.json"
-MODEL = "model.pt"
-BUFFER = "replay_buffer.npz"
-METRICS = "metrics.csv"
-PROGRESS = "progress.json"
-#: A checkpoint's files that the run directory shows too.
-PUBLISHED = (MODEL, BUFFER, METRICS)
 
 
 @dataclass(frozen=True)

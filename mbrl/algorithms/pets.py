@@ -54,6 +54,12 @@ from mbrl.learning.propagation import Propagation
 from mbrl.learning.training import TrainConfig, fit_buffer
 from mbrl.runs import plots
 from mbrl.runs.rundir import (
+    BUFFER,
+    CONFIG,
+    METRICS,
+    MODEL,
+    PROGRESS,
+    PUBLISHED,
     checkpoint_episode,
     commit_checkpoint,
     discard_older_checkpoints,
@@ -65,13 +71,6 @@ from mbrl.runs.video import try_render, write_video
 
 log = logging.getLogger(__name__)
 
-CONFIG = "config.json"
-METRICS = "metrics.csv"
-PROGRESS = "progress.json"
-CHECKPOINT = "model.pt"
-BUFFER = "replay_buffer.npz"
-#: The files of a checkpoint that are also put in the run directory, for people and tools.
-PUBLISHED = (CHECKPOINT, BUFFER, METRICS)
 #: The settings that may change when a run resumes.
 RESUMABLE_CHANGES = ("episodes",)
 
@@ -274,7 +273,7 @@ def load_run(run_dir: Path) -> tuple[PETSConfig, EnsembleDynamics]:
     config = _read_config(run_dir / CONFIG)
     # The last committed checkpoint is the run's own; the published copy may lag it by a kill.
     checkpoint = latest_checkpoint(run_dir)
-    return config, _load(load_model, (checkpoint or run_dir) / CHECKPOINT)
+    return config, _load(load_model, (checkpoint or run_dir) / MODEL)
 
 
 def evaluate_pets(
@@ -447,7 +446,7 @@ def _save(
 
     def write(folder: Path) -> None:
         buffer.save(folder / BUFFER)
-        save_model(model, folder / CHECKPOINT)
+        save_model(model, folder / MODEL)
         write_csv(folder / METRICS, rows)
         write_json(folder / PROGRESS, {
             "episodes_done": len(rows),
@@ -518,7 +517,7 @@ def _restore(
         raise RunDirError(f"{progress_path} counts {done} episodes, but the checkpoint is "
                           f"of episode {checkpoint_episode(checkpoint)}")
     buffer = _load(ReplayBuffer.load, checkpoint / BUFFER)
-    model = _load(load_model, checkpoint / CHECKPOINT)
+    model = _load(load_model, checkpoint / MODEL)
     for what, (obs_dim, act_dim) in (("buffer", (buffer.obs_dim, buffer.act_dim)),
                                       ("model", (model.obs_dim, model.act_dim))):
         if (obs_dim, act_dim) != dims:

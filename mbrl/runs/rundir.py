@@ -31,6 +31,14 @@ from mbrl.files import read_json, sync_folder, write_json
 CHECKPOINTS = "checkpoints"
 #: The file of a checkpoint that lists its other files' digests; written last.
 MANIFEST = "manifest.json"
+#: The files of a training run (PETS's, an adaptation's).
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+PROGRESS = "progress.json"
+MODEL = "model.pt"
+BUFFER = "replay_buffer.npz"
+#: The files of a checkpoint that are also put in the run directory, for people and tools.
+PUBLISHED = (MODEL, BUFFER, METRICS)
 _COMMITTED = re.compile(r"episode-(\d+)")
 
 
