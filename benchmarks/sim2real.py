@@ -78,7 +78,7 @@ from mbrl.algorithms.pets import (
     planning_controller,
     train_pets,
 )
-from mbrl.config import load as load_config
+from mbrl.config import env_wrapper
 from mbrl.control.episodes import rollout
 from mbrl.learning.data import ReplayBuffer
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
@@ -330,7 +330,7 @@ def pets_config(size: Size, seed: int) -> PETSConfig:
 
 def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
     """Every job, seed after seed (so that a short run has whole seeds)."""
-    randomize = dataclasses.asdict(load_config_file())
+    randomize = env_wrapper("randomize").settings(str(RANDOMIZE_FILE))
     planned: list[Job] = []
     for seed in seeds:
         base = pets_config(size, seed)
@@ -366,12 +366,6 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
     keys = [job.key for job in planned]
     assert len(keys) == len(set(keys)), "job keys must be unique"
     return planned
-
-
-def load_config_file() -> Any:
-    from sim2real.randomization import RandomizationConfig
-
-    return load_config(RandomizationConfig, RANDOMIZE_FILE)
 
 
 def _start_worker() -> None:

@@ -29,6 +29,7 @@ simulator accepts) is refused when the wrapper is built, naming the field.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -146,8 +147,10 @@ class EnvWrapperPlugin:
 
     @staticmethod
     def settings(source: str) -> dict[str, Any]:
-        """A preset's or a file's settings, checked, JSON-ready."""
-        return dataclasses.asdict(load_randomization(source))
+        """A preset's or a file's settings, checked, as config.json holds them (lists)."""
+        settings: dict[str, Any] = json.loads(json.dumps(
+            dataclasses.asdict(load_randomization(source))))
+        return settings
 
     @staticmethod
     def wrap(env: RobotEnv, settings: dict[str, Any]) -> RobotEnv:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -550,8 +551,9 @@ def _read_config(path: Path) -> PETSConfig:
 
 
 def _require_same_run(config: PETSConfig, other: PETSConfig, source: str) -> None:
-    """Raise `RunDirError` unless `config` and `other` agree but for `RESUMABLE_CHANGES`."""
-    mine, theirs = dataclasses.asdict(config), dataclasses.asdict(other)
+    """Raise `RunDirError` unless `config` and `other` agree but for `RESUMABLE_CHANGES`, as
+    config.json holds them (a tuple and the list it is written as are the same setting)."""
+    mine, theirs = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (config, other))
     differ = [
         f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
         for name in mine if name not in RESUMABLE_CHANGES and mine[name] != theirs[name]

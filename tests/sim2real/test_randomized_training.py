@@ -44,11 +44,14 @@ def test_each_episode_runs_on_a_drawn_robot_and_metrics_record_the_draw(
 
 
 def test_a_killed_randomized_run_resumes_exactly(tmp_path: Path) -> None:
-    whole = train_pets(RANDOMIZED, tmp_path / "whole")
+    # As `dataclasses.asdict` gives them: a tuple, which config.json stores as a list.
+    assert RANDOMIZED.randomize is not None
+    config = dataclasses.replace(RANDOMIZED, randomize={**RANDOMIZED.randomize,
+                                                        "action_delay_steps": (0, 2)})
+    whole = train_pets(config, tmp_path / "whole")
     with pytest.raises(KilledError):
-        train_pets(RANDOMIZED, tmp_path / "killed",
-                   progress=killed_after(2))  # type: ignore[arg-type]
-    resumed = train_pets(RANDOMIZED, tmp_path / "killed", resume=True)
+        train_pets(config, tmp_path / "killed", progress=killed_after(2))  # type: ignore[arg-type]
+    resumed = train_pets(config, tmp_path / "killed", resume=True)
     assert without_timing(resumed) == without_timing(whole)
 
 
