@@ -42,6 +42,9 @@ scratch) and of the adaptation whose return reaches 90% of the target-trained re
 simulation lemma's plot: each target's one-step error of the nominal model against the
 return it loses there.
 
+The bound: the same CEM MPC planning through the target's own simulator (where a simulator
+copy reproduces the target: not the delay and noise targets).
+
 The ensembles' spread: for the nominal and the randomised model on each target's data, the
 one-step RMSE, the predictive standard deviation and the share of entries within two of it.
 
@@ -68,7 +71,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+import envs
 from benchmarks.provenance import RESULTS, provenance
+from controllers import MPC
 from mbrl.algorithms.pets import (
     PETSConfig,
     load_run,
@@ -80,6 +85,7 @@ from mbrl.algorithms.pets import (
 )
 from mbrl.config import env_wrapper
 from mbrl.control.episodes import rollout
+from mbrl.control.planners import build_planner, simulator_problem
 from mbrl.learning.data import ReplayBuffer
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
 from mbrl.learning.training import TrainConfig, evaluate, fit
@@ -146,6 +152,8 @@ TARGETS: dict[str, Target] = {
     "pybullet": Target(env_id=BULLET),
 }
 SHIFTS = [name for name in TARGETS if name not in ("nominal", "pybullet")]
+#: The targets a simulator copy reproduces (their planning bound is measured).
+BOUNDED = ["nominal", "mass x2", "mass x0.5", "gain x0.5", "damping x3", "pybullet"]
 
 BASE = PETSConfig(
     env_id=SOURCE, action_repeat=8, episodes=8, random_episodes=1, particles=5,
@@ -282,6 +290,26 @@ def errors_job(work: Path, seed: int) -> dict[str, Any]:
         work / target_run(target, seed) / "replay_buffer.npz")) for target in TARGETS}}
 
 
+def bound_job(work: Path, target: str, seed: int, base: PETSConfig) -> dict[str, Any]:
+    """The same CEM MPC planning through the target's own simulator (its physics copied): the
+    return a learned model could at best give this planner. Not for the delay and noise
+    targets, which a simulator copy does not reproduce."""
+    config = on_target(base, TARGETS[target])
+    steps: dict[str, Any] = {} if config.episode_steps is None else {
+        "max_episode_steps": config.episode_steps * config.action_repeat}
+    env = envs.make(config.env_id, action_repeat=config.action_repeat, **steps)
+    shift = TARGETS[target].randomize or {}
+    env.set_physics_params(**{name: value["low"] for name, value in shift.items()})
+    env.reset(seed=EVAL_SEED + seed)
+    threads = 1 if config.env_id.startswith("mujoco/") else None  # a core for each worker
+    problem = simulator_problem(env, config.horizon, EVAL_SEED + seed, rollout_threads=threads)
+    controller = MPC(build_planner(config.planner, problem, **config.planner_settings),
+                     config.mpc)
+    result = rollout(env, controller, seed=EVAL_SEED + seed,
+                     observe=lambda _: torch.from_numpy(env.get_state()))
+    return {"return": result.episode_return}
+
+
 def spread_job(work: Path, seed: int) -> dict[str, Any]:
     """Whether an ensemble's spread covers a target: for the nominal and the randomised
     model on each target's data, the one-step error, the predictive standard deviation
@@ -360,6 +388,9 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
                            [f"adapt/pybullet/s{seed}", f"train/{target_run('pybullet', seed)}"]))
         planned.append(Job(f"errors/s{seed}", errors_job, (work, seed),
                            [f"train/{target_run(t, seed)}" for t in TARGETS]))
+        for target in BOUNDED:
+            planned.append(Job(f"bound/{slug(target)}/s{seed}", bound_job,
+                               (work, target, seed, base), []))
         planned.append(Job(f"spread/s{seed}", spread_job, (work, seed),
                            [f"train/{target_run(t, seed)}" for t in TARGETS]
                            + [f"train/{run_name('randomized', seed)}"]))
@@ -429,6 +460,9 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int], size: Size) -> 
                 if key in done and len(done[key]["returns"]) > after:
                     row[f"{name} after {after}"] = [
                         done[f"{prefix}/{slug(target)}/s{s}"]["returns"][after] for s in seeds]
+        if target in BOUNDED:
+            row["CEM through the true simulator"] = [
+                float(done[f"bound/{slug(target)}/s{s}"]["return"]) for s in seeds]
         table[target] = {
             "returns": row,
             "fraction_of_target_trained": {
