@@ -544,6 +544,23 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int], size: Size) -> 
     }
 
 
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The transfer table: each controller's return on each target as a fraction of the
+    target-trained return (mean of the seeds' returns over the mean of the references')."""
+    table = summary["table"]
+    columns = list(dict.fromkeys(name for row in table.values()
+                                 for name in row["fraction_of_target_trained"]
+                                 if name != "target-trained"))
+    lines = ["| target | target-trained return | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 2) + "|"]
+    for target, row in table.items():
+        fractions = row["fraction_of_target_trained"]
+        reference = np.mean(row["returns"]["target-trained"])
+        cells = [f"{fractions[c]:.2f}" if c in fractions else "" for c in columns]
+        lines.append(f"| {target} | {reference:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(summary: dict[str, Any], size: Size, path: Path) -> None:
     import matplotlib
 
@@ -621,6 +638,7 @@ def main() -> None:
     done = run_jobs(planned, args.work, args.workers)
     summary = summarise(done, args.seeds, size)
     print(json.dumps(summary["targets"], indent=2))
+    print(markdown_table(summary))
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "sim2real", **provenance(), "jobs_ran_at_revisions": revisions,
                "seeds": args.seeds,
