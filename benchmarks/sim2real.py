@@ -61,7 +61,10 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -97,6 +100,8 @@ from sim2real.progressive import ProgressiveEnsembleDynamics
 SOURCE = "mujoco/cartpole-swingup"
 BULLET = "pybullet/cartpole-swingup"
 RANDOMIZE_FILE = Path(__file__).resolve().parents[1] / "configs" / "randomize_cartpole.json"
+#: Linux's prctl option: a signal for the process when its parent dies.
+PR_SET_PDEATHSIG = 1
 EVAL_SEED = 1000
 CVAR_EPSILON = 0.4
 FRACTION = 0.9
@@ -420,7 +425,16 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
 
 
 def _start_worker() -> None:
+    """One torch thread; and on Linux, die with the benchmark's process: a worker left running
+    by a killed benchmark would write into run directories its rerun continues."""
     torch.set_num_threads(1)
+    if sys.platform == "linux":
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the benchmark died before the line above
+            os._exit(1)
 
 
 def result_path(work: Path, key: str) -> Path:
