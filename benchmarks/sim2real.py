@@ -621,7 +621,7 @@ def plot(summary: dict[str, Any], size: Size, path: Path) -> None:
     compare_axis.set_xticks(size.compare_at, [str(k) for k in size.compare_at])
     compare_axis.set_xlabel("target (PyBullet) episodes")
     compare_axis.set_ylabel("return")
-    compare_axis.set_title("same target data: progressive, fine-tune, scratch")
+    compare_axis.set_title("the same PyBullet data:\nprogressive, fine-tune, scratch", fontsize=10)
     compare_axis.legend(fontsize=7)
 
     for target in TARGETS:
@@ -631,8 +631,9 @@ def plot(summary: dict[str, Any], size: Size, path: Path) -> None:
     lemma_axis.set_xscale("log")
     lemma_axis.set_xlabel("nominal model's one-step MSE on the target's data")
     lemma_axis.set_ylabel("value gap (target-trained - nominal PETS return)")
-    lemma_axis.set_title("simulation lemma: value gap against model error (Spearman "
-                         f"{summary['simulation_lemma']['spearman_error_vs_gap_over_targets']:.2f})")
+    rank = summary["simulation_lemma"]["spearman_error_vs_gap_over_targets"]
+    lemma_axis.set_title("simulation lemma: value gap against model error\n"
+                         f"(Spearman over targets {rank:.2f})", fontsize=10)
     lemma_axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
