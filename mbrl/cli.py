@@ -116,13 +116,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from mbrl.algorithms.pets import (
         PETSConfig,
-        completed_episodes,
         make_training_env,
         train_pets,
     )
     from mbrl.config import load as load_config
     from mbrl.errors import RunDirError, UserError
-    from mbrl.runs.rundir import CONFIG, new_run_dir
+    from mbrl.runs.rundir import CONFIG, completed_episodes, new_run_dir
 
     if args.resume:
         given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]

@@ -53,7 +53,6 @@ from mbrl.runs.rundir import (
     checkpoint_episode,
     commit_checkpoint,
     discard_older_checkpoints,
-    latest_checkpoint,
     publish,
     recover,
 )
@@ -178,12 +177,6 @@ def adapt(
         plots.plot_learning_curve(rows, run_dir / "learning_curve.png",
                                   title=f"progressive adaptation to {_target_name(config, target)}")
     return rows
-
-
-def completed_episodes(run_dir: Path) -> int:
-    """How many episodes of the adaptation in `run_dir` are committed (0 if none)."""
-    checkpoint = latest_checkpoint(run_dir)
-    return 0 if checkpoint is None else checkpoint_episode(checkpoint) + 1
 
 
 def _commit(run_dir: Path, model: ProgressiveEnsembleDynamics, buffer: ReplayBuffer,

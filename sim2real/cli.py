@@ -390,8 +390,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 
     from mbrl.config import load as load_config
     from mbrl.errors import UserError
-    from mbrl.runs.rundir import CONFIG, new_run_dir
-    from sim2real.adaptation import AdaptConfig, adapt, completed_episodes, prepare
+    from mbrl.runs.rundir import CONFIG, completed_episodes, new_run_dir
+    from sim2real.adaptation import AdaptConfig, adapt, prepare
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("run_dir", "env", "physics",

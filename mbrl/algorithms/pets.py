@@ -223,12 +223,6 @@ def train_pets(
     return rows
 
 
-def completed_episodes(run_dir: Path) -> int:
-    """How many episodes of the run in `run_dir` are committed (0 if none)."""
-    checkpoint = latest_checkpoint(run_dir)
-    return 0 if checkpoint is None else checkpoint_episode(checkpoint) + 1
-
-
 def _tensorboard(run_dir: Path, purge_after: int | None) -> Any:
     """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed.
 

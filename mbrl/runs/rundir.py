@@ -107,6 +107,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(committed, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def completed_episodes(run_dir: Path) -> int:
+    """How many episodes of the run in `run_dir` are committed (0 if none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    return 0 if checkpoint is None else checkpoint_episode(checkpoint) + 1
+
+
 def checkpoint_episode(checkpoint: Path) -> int:
     """The index of the episode that `checkpoint` completes."""
     return int(checkpoint.name.split("-")[1])
