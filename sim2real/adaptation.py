@@ -55,6 +55,7 @@ from mbrl.runs.rundir import (
     discard_older_checkpoints,
     publish,
     recover,
+    require_same_settings,
 )
 from sim2real.progressive import (
     ProgressiveEnsembleDynamics,
@@ -210,12 +211,7 @@ def _restore(
     if not (run_dir / CONFIG).is_file():
         raise RunDirError(f"cannot resume {run_dir}: no {CONFIG} of an `mbrl adapt` run")
     stored = load_config(AdaptConfig, run_dir / CONFIG)
-    if dataclasses.replace(stored, episodes=config.episodes) != config:
-        mine, theirs = dataclasses.asdict(config), dataclasses.asdict(stored)
-        differ = [f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
-                  for name in mine if name != "episodes" and mine[name] != theirs[name]]
-        raise RunDirError(f"resuming with settings that differ from {run_dir / CONFIG} in "
-                          f"{'; '.join(differ)}; only episodes may change on resume")
+    require_same_settings(config, stored, ("episodes",), f"{run_dir / CONFIG}")
     if config.episodes != stored.episodes:
         write_json(run_dir / CONFIG, config)
     checkpoint = recover(run_dir, PUBLISHED)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -67,6 +66,7 @@ from mbrl.runs.rundir import (
     latest_checkpoint,
     publish,
     recover,
+    require_same_settings,
 )
 from mbrl.runs.video import try_render, write_video
 
@@ -480,7 +480,7 @@ def _restore(
     if not run_dir.is_dir():
         raise RunDirError(f"cannot resume {run_dir}: there is no such run directory")
     stored = _read_config(run_dir / CONFIG)
-    _require_same_run(config, stored, f"{run_dir / CONFIG}")
+    require_same_settings(config, stored, RESUMABLE_CHANGES, f"{run_dir / CONFIG}")
     checkpoint = recover(run_dir, PUBLISHED)
     if checkpoint is None:
         left = [name for name in (*PUBLISHED, "progress.json") if (run_dir / name).exists()]
@@ -501,7 +501,8 @@ def _restore(
         rng_state, torch_state = progress["numpy_rng"], progress["torch_generator"]
     except (KeyError, TypeError, ValueError) as error:
         raise RunDirError(f"{progress_path} is damaged: {type(error).__name__}: {error}") from None
-    _require_same_run(config, ran_under, f"{progress_path} (the settings its episodes ran under)")
+    require_same_settings(config, ran_under, RESUMABLE_CHANGES,
+                          f"{progress_path} (the settings its episodes ran under)")
     task = env.task
     if env_id != config.env_id or dims != (task.obs_dim, task.act_dim):
         raise RunDirError(
@@ -542,21 +543,6 @@ def _read_config(path: Path) -> PETSConfig:
         return load_config(PETSConfig, path)
     except ValueError as error:
         raise RunDirError(str(error)) from None
-
-
-def _require_same_run(config: PETSConfig, other: PETSConfig, source: str) -> None:
-    """Raise `RunDirError` unless `config` and `other` agree but for `RESUMABLE_CHANGES`, as
-    config.json holds them (a tuple and the list it is written as are the same setting)."""
-    mine, theirs = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (config, other))
-    differ = [
-        f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
-        for name in mine if name not in RESUMABLE_CHANGES and mine[name] != theirs[name]
-    ]
-    if differ:
-        raise RunDirError(
-            f"resuming with settings that differ from {source} in {'; '.join(differ)}; of a "
-            f"run's settings only {', '.join(RESUMABLE_CHANGES)} may change on resume"
-        )
 
 
 def _record_changes(

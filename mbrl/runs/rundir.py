@@ -15,14 +15,17 @@ temporary files, verifies the latest checkpoint, and publishes it again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mbrl.errors import RunDirError
 from mbrl.files import read_json, sync_folder, write_json
@@ -72,6 +75,20 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     except OSError as error:
         raise RunDirError(f"cannot create the run directory {path}: {error.strerror}") from None
     return path
+
+
+def require_same_settings(config: Any, stored: Any, resumable: Sequence[str],
+                          source: str) -> None:
+    """Raise `RunDirError` unless the config dataclasses `config` and `stored` (read from
+    `source`) agree but for the fields `resumable`, compared as config.json holds them (a
+    tuple and the list it is written as are the same setting)."""
+    mine, theirs = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (config, stored))
+    differ = [f"{name}: {theirs[name]!r} there, {mine[name]!r} here"
+              for name in mine if name not in resumable and mine[name] != theirs[name]]
+    if differ:
+        raise RunDirError(
+            f"resuming with settings that differ from {source} in {'; '.join(differ)}; of a "
+            f"run's settings only {', '.join(resumable)} may change on resume")
 
 
 def commit_checkpoint(run_dir: Path, episode: int, write: Callable[[Path], None]) -> Path:
