@@ -23,6 +23,7 @@ One call of `plan`:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -106,6 +107,9 @@ class CEM(SamplingPlanner):
         generator: the source of randomness; a fixed seed gives a fixed plan.
         dtype: of the sampled actions and the plan; None: the dynamics' own `dtype` where
             they state one (a learned model's float32), else float64.
+        proposal: `state [dx] -> [k, H, du]`, sequences joined to every iteration's samples
+            (a policy's own actions, `controllers.policy_penalty.PolicyProposal`, as TD-MPC
+            joins its policy's trajectories); None: samples only.
     """
 
     def __init__(
@@ -116,9 +120,11 @@ class CEM(SamplingPlanner):
         config: CEMConfig = CEMConfig(),
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
+        proposal: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(dynamics, action_low, action_high, config.horizon, generator, dtype)
         self.config = config
+        self.proposal = proposal
         # (plan returned, its last iteration's kept elites [k, H, du]) of the previous call.
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -144,6 +150,10 @@ class CEM(SamplingPlanner):
         std = (cfg.initial_std * (self.action_high - self.action_low)).expand_as(mean).clone()
         kept = self._previous_elites_shifted(warm_start)
         self._previous = None
+        proposed = None
+        if self.proposal is not None:
+            proposed = self.proposal(state).to(mean.dtype).clamp(self.action_low,
+                                                                 self.action_high)
         best_actions, best_return = mean, -torch.inf
         elite_returns = torch.full((1,), -torch.inf, dtype=mean.dtype)
         done, slowest_s = 0, 0.0
@@ -155,6 +165,8 @@ class CEM(SamplingPlanner):
             samples = (mean + std * noise).clamp(self.action_low, self.action_high)
             if kept is not None:
                 samples = torch.cat([samples, kept])
+            if proposed is not None:
+                samples = torch.cat([samples, proposed])
             returns = sequence_returns(self.dynamics, state, samples)
             elite_returns, elite_index = torch.topk(returns, cfg.num_elites)
             elites = samples[elite_index]

@@ -274,6 +274,9 @@ class ILQRPlanner:
             clipped into the bounds. From a stationary point of the cost, such as a pendulum
             hanging at rest under a cost symmetric about the bottom, iLQR cannot move: a
             nonzero guess breaks the symmetry.
+        proposal: `state [dx] -> [1, H, du]`, a policy's own action sequence from the state
+            (`controllers.policy_penalty.PolicyProposal`); where given, a plan without a warm
+            start begins there instead of at `initial_controls`.
     """
 
     def __init__(
@@ -287,6 +290,7 @@ class ILQRPlanner:
         config: ILQRConfig = ILQRConfig(),
         cold_config: ILQRConfig | None = None,
         initial_controls: torch.Tensor | None = None,
+        proposal: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -300,6 +304,7 @@ class ILQRPlanner:
         if initial_controls is None:
             initial_controls = torch.zeros(horizon, action_low.shape[0], dtype=action_low.dtype)
         self.initial_controls = initial_mean(action_low, action_high, horizon, initial_controls)
+        self.proposal = proposal
 
     def plan(
         self, state: torch.Tensor, warm_start: torch.Tensor | None = None, *,
@@ -316,6 +321,9 @@ class ILQRPlanner:
         config = self.config
         if warm_start is None:
             warm_start, config = self.initial_controls, self.cold_config
+            if self.proposal is not None:  # a policy's own actions: start where it would go
+                warm_start = initial_mean(self.action_low, self.action_high, self.horizon,
+                                          self.proposal(state.to(dtype))[0])
         else:  # checked and clamped as the sampling planners do
             warm_start = initial_mean(self.action_low, self.action_high, self.horizon, warm_start)
         result = ilqr(
@@ -371,7 +379,7 @@ def _derivatives(
     if own_derivatives is not None:  # a cost in closed form (`controllers.costs`)
         lx, lu, lxx, luu, lux = own_derivatives(x, u, steps)
     else:
-        lx, lu, lxx, luu, lux = _cost_derivatives(cost, x, u, steps)
+        lx, lu, lxx, luu, lux = cost_derivatives(cost, x, u, steps)
     own_final_derivatives = getattr(final_cost, "derivatives", None)
     if own_final_derivatives is not None:
         final_x, final_xx = own_final_derivatives(states[-1])
@@ -407,7 +415,7 @@ def _differenced_jacobians(
     return second[:, :, :dx, :dx], second[:, :, dx:, :dx], second[:, :, dx:, dx:]
 
 
-def _cost_derivatives(
+def cost_derivatives(
     cost: CostFn, x: torch.Tensor, u: torch.Tensor, steps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`l_x [H, dx]`, `l_u [H, du]`, `l_xx`, `l_uu`, `l_ux` of the running costs.

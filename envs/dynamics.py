@@ -8,6 +8,7 @@ vectors. It plans in a private copy of the env, so planning never disturbs the e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import mujoco
@@ -32,14 +33,20 @@ class SimulatorDynamics:
         env: the env to mirror (its id, action repeat and physics parameters are copied).
         rollout_threads: threads of the batched rollouts of a `mujoco/` env (None: the CPUs
             this process may use; 1: on the calling thread, for a process that has one core).
+        reward: a batched `(obs [B, do], act [B, du], next_obs [B, do]) -> [B]` scored
+            instead of the task's reward (a reward with a penalty; under an action repeat it
+            is scored on every simulator step, as the task's is); None: the task's.
     """
 
-    def __init__(self, env: RobotEnv, rollout_threads: int | None = None) -> None:
+    def __init__(self, env: RobotEnv, rollout_threads: int | None = None,
+                 reward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+                 | None = None) -> None:
         if rollout_threads is not None and not env.env_id.startswith("mujoco/"):
             raise ValueError(f"rollout_threads applies to mujoco/ envs only, not {env.env_id}")
         self.env = _private_copy(env, rollout_threads)
         self.env.reset(seed=0)
         self.task = self.env.task
+        self._reward = reward
         # MuJoCo backends roll out many sequences at once in C threads; others step in Python.
         # Under an action repeat the inner env rolls out every substep, so the return is exact.
         self._repeat = self.env.repeat if isinstance(self.env, ActionRepeat) else 1
@@ -66,7 +73,7 @@ class SimulatorDynamics:
         """The task's reward `[B]` on the observations of the given states."""
         obs = torch.from_numpy(self.observe(_numpy(state)))
         next_obs = torch.from_numpy(self.observe(_numpy(next_state)))
-        return self.task.reward(obs, action.to(obs.dtype), next_obs)
+        return (self._reward or self.task.reward)(obs, action.to(obs.dtype), next_obs)
 
     def observe(self, states: Array) -> Array:
         """Observations `[B, do]` of states `[B, ds]`."""
@@ -84,6 +91,14 @@ class SimulatorDynamics:
         s, a = _numpy(state), _numpy(actions)
         if self._batched_rollout is not None:
             return self._batched_returns(s, a)
+        if self._reward is not None:  # the env's own reward is not the one asked for
+            x = state.expand(a.shape[0], -1)
+            returns_t = torch.zeros(a.shape[0], dtype=torch.float64)
+            for u in torch.from_numpy(a).unbind(dim=1):
+                x_next = self.step(x, u)
+                returns_t += self.reward(x, u, x_next)
+                x = x_next
+            return returns_t
         returns = np.zeros(a.shape[0])
         for n in range(a.shape[0]):
             self.env.set_state(s)
@@ -107,7 +122,8 @@ class SimulatorDynamics:
         act = torch.from_numpy(np.clip(substep_actions, task.action_low, task.action_high))
         n_obs, n_act = (-1, obs.shape[-1]), (-1, act.shape[-1])
         steps = substep_actions.shape[:2]
-        rewards = task.reward(obs.reshape(n_obs), act.reshape(n_act), next_obs.reshape(n_obs))
+        reward = self._reward or task.reward
+        rewards = reward(obs.reshape(n_obs), act.reshape(n_act), next_obs.reshape(n_obs))
         ended = task.terminated(obs.reshape(n_obs), act.reshape(n_act), next_obs.reshape(n_obs))
         rewards, ended = rewards.reshape(steps), ended.reshape(steps)
         # A step counts if no earlier step terminated.

@@ -51,6 +51,7 @@ from controllers import (
     RandomShootingConfig,
 )
 from controllers.ilqr import CostFn, DynamicsFn, FinalCostFn
+from controllers.policy_penalty import PolicyMean, PolicyProposal, Reward
 from controllers.protocols import Dynamics, SequenceDynamics
 from controllers.risk import Objective
 from controllers.validation import ConfigError
@@ -73,6 +74,9 @@ class GradientProblem:
     final_cost: FinalCostFn
     #: Where a plan without a warm start begins, `[H, du]` (None: zeros).
     initial_controls: torch.Tensor | None = None
+    #: A policy's own action sequence from a state, `[dx] -> [1, H, du]`, where a plan
+    #: without a warm start begins instead (None: no policy).
+    proposal: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class PlanningProblem:
     gradient: GradientProblem | None = None
     #: Why there is no `gradient` problem (for the error of a planner that needs one).
     no_gradient_reason: str = "no differentiable dynamics and cost were given"
+    #: A policy's own action sequences from a state, `[dx] -> [k, H, du]`, which CEM and iCEM
+    #: join to their samples (None: no policy; iLQR's is `gradient.proposal`).
+    proposal: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 Build = Callable[[Any, PlanningProblem], Planner]
@@ -242,29 +249,42 @@ def gradient_unavailable(
 
 def simulator_problem(
     env: envs.RobotEnv, horizon: int, seed: int, *, goal: QuadraticGoal | None = None,
-    rollout_threads: int | None = None,
+    rollout_threads: int | None = None, policy: PolicyMean | None = None,
+    reward: Reward | None = None,
 ) -> PlanningProblem:
     """Planning through `env`'s true simulator, from `env.get_state()` (a private copy of it,
     `envs.dynamics.SimulatorDynamics`). iLQR and DDP plan from the joint state
     (`envs.dynamics.joint_state`) through MuJoCo's finite-difference Jacobians, on the task's
     quadratic goal (`goal`, else `GOALS[env id]`) of its joint-state observation
     (`env.joint_observation`); where either is missing, they are not offered.
+
+    `policy` (a student's mean action at observations `[B, do] -> [B, du]`) seeds the
+    planners with its own actions rolled through the simulator (`PolicyProposal`). `reward`
+    replaces the task's reward for the sampling planners and MCTS (PLATO's penalised one).
     """
     low, high = _bounds(env.task)
     goal = goal or GOALS.get(env.env_id)
     reason = gradient_unavailable(env, goal)
     gradient = None
+    simulator = SimulatorDynamics(env, rollout_threads=rollout_threads, reward=reward)
     if reason is None:
         assert goal is not None and env.joint_observation is not None
         cost, final_cost = goal.costs(int(low.shape[0]), env.joint_observation)
+        joint_space = JointSpaceDynamics(env, "control_step", centred=False)
         gradient = GradientProblem(
-            JointSpaceDynamics(env, "control_step", centred=False), cost, final_cost,
+            joint_space, cost, final_cost,
             # A small push off the cost's stationary points (a pendulum hanging at rest).
             initial_controls=0.3 * high.expand(horizon, -1),
+            proposal=None if policy is None else PolicyProposal(
+                policy, lambda x, u: joint_space(x[0], u[0])[None], horizon,
+                observe=env.joint_observation),
         )
+    proposal = None if policy is None else PolicyProposal(
+        policy, simulator.step, horizon,
+        observe=lambda x: torch.from_numpy(simulator.observe(x.numpy())))
     return PlanningProblem(
-        SimulatorDynamics(env, rollout_threads=rollout_threads), low, high, horizon,
-        torch.Generator().manual_seed(seed), gradient, reason or "",
+        simulator, low, high, horizon, torch.Generator().manual_seed(seed), gradient,
+        reason or "", proposal=proposal,
     )
 
 
@@ -272,14 +292,15 @@ def model_problem(
     model: EnsembleDynamics, task: envs.Task, horizon: int, generator: torch.Generator | int,
     *, env_id: str | None = None, particles: int | None = None,
     propagation: Propagation = Propagation.TS_INFINITY, goal: QuadraticGoal | None = None,
-    objective: Objective = "mean", epsilon: float = 0.1,
+    objective: Objective = "mean", epsilon: float = 0.1, policy: PolicyMean | None = None,
 ) -> PlanningProblem:
     """Planning through a trained ensemble, from the observation: the sampling planners
     propagate `particles` (default: one per member) by `propagation` and score them on the
     task's reward; MCTS steps the members' mean; iLQR and DDP differentiate the members' mean
     prediction, on a quadratic goal (`goal`, else `GOALS[env_id]`) or, where none is known, on
     the task's negated reward. The particles and the planner draw from one `generator` (or
-    one seeded with it).
+    one seeded with it). `policy` (a student's mean action at observations) seeds the
+    planners with its own actions rolled through the members' mean (`PolicyProposal`).
     """
     low, high = _bounds(task)
     if isinstance(generator, int):
@@ -289,13 +310,15 @@ def model_problem(
     solver_dynamics = ensemble_dynamics(model)
     goal = goal or (GOALS.get(env_id) if env_id is not None else None)
     initial = 0.3 * high.expand(horizon, -1)
+    proposal = None if policy is None else PolicyProposal(policy, dynamics.step, horizon)
     if goal is not None:
         cost, final_cost = goal.costs(int(low.shape[0]))
-        gradient = GradientProblem(solver_dynamics, cost, final_cost, initial)
+        gradient = GradientProblem(solver_dynamics, cost, final_cost, initial, proposal)
     else:
         gradient = GradientProblem(solver_dynamics, reward_cost(task, solver_dynamics),
-                                   _no_final_cost, initial)
-    return PlanningProblem(dynamics, low, high, horizon, generator, gradient)
+                                   _no_final_cost, initial, proposal)
+    return PlanningProblem(dynamics, low, high, horizon, generator, gradient,
+                           proposal=proposal)
 
 
 def _no_final_cost(x: torch.Tensor) -> torch.Tensor:
@@ -315,14 +338,28 @@ def _sampling(kind: type[RandomShooting] | type[CEM] | type[MPPI]) -> Build:
 
     def build(config: Any, problem: PlanningProblem) -> Planner:
         assert problem.dynamics is not None
+        if kind is CEM:
+            return CEM(problem.dynamics, problem.action_low, problem.action_high, config,
+                       problem.generator, proposal=problem.proposal)
+        if problem.proposal is not None:
+            raise ConfigError("planner", f"{config_name(kind)} takes no policy proposals; "
+                              "cem, icem, ilqr and ddp do")
         return kind(problem.dynamics, problem.action_low, problem.action_high, config,
                     problem.generator)
 
     return build
 
 
+def config_name(kind: type) -> str:
+    """The registry's name of a planner class, for messages."""
+    return {RandomShooting: "random-shooting", MPPI: "mppi", CEM: "cem"}.get(kind, kind.__name__)
+
+
 def _mcts(config: MCTSConfig, problem: PlanningProblem) -> Planner:
     assert problem.dynamics is not None
+    if problem.proposal is not None:
+        raise ConfigError("planner", "mcts takes no policy proposals; cem, icem, ilqr and "
+                          "ddp do")
     return MCTS(problem.dynamics, problem.action_low, problem.action_high,  # type: ignore[arg-type]
                 config, generator=problem.generator)
 
@@ -332,7 +369,7 @@ def _ilqr(config: ILQRConfig, problem: PlanningProblem) -> Planner:
     assert gradient is not None
     return ILQRPlanner(gradient.dynamics, gradient.cost, gradient.final_cost, problem.horizon,
                        problem.action_low, problem.action_high, config,
-                       initial_controls=gradient.initial_controls)
+                       initial_controls=gradient.initial_controls, proposal=gradient.proposal)
 
 
 register(PlannerSpec("random-shooting", RandomShootingConfig, _sampling(RandomShooting),

@@ -24,11 +24,14 @@ from typing import Any
 
 import torch
 
+from controllers.policy import NeuralPolicy, PolicyConfig
 from mbrl.files import atomic_open
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
 
 #: The tag that marks a checkpoint written by `save_model`.
 FORMAT = "mbrl.EnsembleDynamics"
+#: The tag that marks a policy checkpoint written by `save_policy`.
+POLICY_FORMAT = "mbrl.NeuralPolicy"
 #: The newest format version this code writes and reads.
 VERSION = 1
 #: How every file written by `torch.save` begins.
@@ -89,7 +92,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     `EnsembleDynamics`."""
     path = Path(path)
     payload = _read(path)
-    _check_payload(path, payload)
+    _check_payload(path, payload, FORMAT, "save_model", _MODEL_ENTRIES)
     try:
         config = EnsembleConfig.from_dict(payload["config"])
         if build is None:
@@ -109,10 +112,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     return Checkpoint(model=model.to(device), extra=payload["extra"])
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, what: str = "model checkpoint") -> Any:
     """`torch.load(path, weights_only=True)`, with its errors turned into clear ones."""
     if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no model checkpoint", str(path))
+        raise FileNotFoundError(errno.ENOENT, f"no {what}", str(path))
     if not path.is_file():
         raise ValueError(f"{path} is not a file")
     with path.open("rb") as handle:  # errors opening the file are the system's, not ours
@@ -129,7 +132,7 @@ def _read(path: Path) -> Any:
                     "which are never unpickled"
                 )
                 raise ValueError(
-                    f"{path} is not a model checkpoint: {problem} ({_detail(err)})"
+                    f"{path} is not a {what}: {problem} ({_detail(err)})"
                 ) from err
             if is_zip:
                 problem = "truncated or corrupted (a damaged torch zip archive)"
@@ -138,15 +141,71 @@ def _read(path: Path) -> Any:
             raise ValueError(f"{path} is {problem}: {type(err).__name__}: {_detail(err)}") from err
 
 
-def _check_payload(path: Path, payload: Any) -> None:
-    """Raise unless `payload` has the layout `save_model` writes."""
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+_MODEL_ENTRIES = {"obs_dim": int, "act_dim": int, "config": dict, "state_dict": dict,
+                  "extra": dict}
+_POLICY_ENTRIES = {"obs_dim": int, "act_dim": int, "config": dict, "state_dict": dict,
+                   "extra": dict}
+
+
+def save_policy(
+    policy: NeuralPolicy, path: str | Path, extra: Mapping[str, Any] | None = None
+) -> None:
+    """Write `policy` (weights, normaliser, bounds, std, settings) and `extra` (plain values,
+    as for `save_model`) to `path`, atomically."""
+    extra = dict(extra or {})
+    _check_plain("extra", extra)
+    payload = {
+        "format": POLICY_FORMAT,
+        "version": VERSION,
+        "obs_dim": policy.obs_dim,
+        "act_dim": policy.act_dim,
+        "config": policy.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+        "extra": extra,
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_policy(path: str | Path) -> tuple[NeuralPolicy, dict[str, Any]]:
+    """The policy saved at `path` by `save_policy`, and its `extra` values.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: naming the file, for anything that is not one of our policy checkpoints
+            or does not fit together (as `load_model`).
+    """
+    path = Path(path)
+    payload = _read(path, what="policy checkpoint")
+    _check_payload(path, payload, POLICY_FORMAT, "save_policy", _POLICY_ENTRIES)
+    state = payload["state_dict"]
+    try:
+        config = PolicyConfig.from_dict(payload["config"])
+        policy = NeuralPolicy(payload["obs_dim"], payload["act_dim"], state["action_low"],
+                              state["action_high"], config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the saved policy settings are invalid: {err}") from err
+    try:
+        policy.load_state_dict(state)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{path}: the saved weights do not fit the policy its settings "
+                         f"describe: {' '.join(str(err).split())}") from err
+    return policy, payload["extra"]
+
+
+def _check_payload(path: Path, payload: Any, fmt: str, writer: str,
+                   expected: Mapping[str, type]) -> None:
+    """Raise unless `payload` has the layout `writer` writes (format tag `fmt`)."""
+    label = "policy checkpoint" if fmt == POLICY_FORMAT else "model checkpoint"
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
         what = type(payload).__name__
         if isinstance(payload, dict):
-            what = f"dict without the format tag {FORMAT!r}"
+            what = f"dict without the format tag {fmt!r}"
+            if payload.get("format") in (FORMAT, POLICY_FORMAT):
+                what = f"checkpoint of another kind ({payload['format']})"
         raise ValueError(
-            f"{path} is a torch file but not a model checkpoint written by "
-            f"mbrl.learning.checkpoint.save_model: it holds a {what}"
+            f"{path} is a torch file but not a {label} written by "
+            f"mbrl.learning.checkpoint.{writer}: it holds a {what}"
         )
     version = payload.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -156,13 +215,6 @@ def _check_payload(path: Path, payload: Any) -> None:
             f"{path} was written by a newer version of this code (format version {version}; "
             f"this one reads up to {VERSION})"
         )
-    expected = {
-        "obs_dim": int,
-        "act_dim": int,
-        "config": dict,
-        "state_dict": dict,
-        "extra": dict,
-    }
     for key, kind in expected.items():
         if not isinstance(payload.get(key), kind):
             raise ValueError(
