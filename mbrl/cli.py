@@ -5,7 +5,9 @@
     mbrl plan --planner NAME --env ID [--model RUN_DIR]
                                    MPC through the true simulator or a trained run's model
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
-    mbrl eval RUN_DIR              replay a trained run's model and planner; writes eval.json
+    mbrl distill ALGO --env ID --teacher PLANNER|RUN_DIR
+                                   teach a neural policy (bc, dagger, plato, gps); --resume
+    mbrl eval RUN_DIR              replay a trained run's model and planner, or its student
     mbrl bench planners ...        planners x tasks x dynamics x budgets x seeds; Pareto plot
     mbrl deploy ros ...            run a controller on a robot through ROS 2 (sim2real, [ros])
     mbrl sim-robot --env ID        a MuJoCo robot as a ROS 2 node, with faults (sim2real, [ros])
@@ -253,10 +255,102 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
     return dataclasses.replace(config, **top, planner_settings=settings)
 
 
+#: Options of `mbrl distill` that a resumed run may not change.
+_DISTILL_FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "teacher", "horizon", "set",
+                            "seed", "out", "beta_schedule", "beta_p", "kl_weight",
+                            "episodes_per_iteration", "conditions", "samples")
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from mbrl.algorithms.distill import (
+        DistillConfig,
+        make_env,
+        make_teachers,
+        read_distill_config,
+        train_distill,
+    )
+    from mbrl.config import from_dict
+    from mbrl.config import load as load_config
+    from mbrl.errors import UserError
+    from mbrl.runs.rundir import completed_episodes, new_run_dir
+
+    if args.resume:
+        given = [name for name in _DISTILL_FIXED_ON_RESUME if getattr(args, name) is not None]
+        if given:
+            flags = ", ".join("--" + name.replace("_id", "").replace("_", "-") for name in given)
+            raise UserError(f"{flags} cannot be given with --resume: a run keeps the settings "
+                            f"in its config.json (only --iterations may change)")
+        run_dir = Path(args.resume)
+        config = read_distill_config(run_dir / "config.json")
+        if config.algorithm != args.algorithm:
+            raise UserError(f"--resume {run_dir} is a {config.algorithm} run, not "
+                            f"{args.algorithm}")
+        if args.iterations is not None:
+            config = dataclasses.replace(config, iterations=args.iterations)
+        print(f"resuming {run_dir} after {completed_episodes(run_dir)} completed iterations")
+    else:
+        base = load_config(DistillConfig, args.config) if args.config else DistillConfig()
+        values = dataclasses.asdict(base)
+        values["algorithm"] = args.algorithm
+        for name in ("env_id", "action_repeat", "teacher", "horizon", "iterations", "seed",
+                     "beta_schedule", "beta_p", "kl_weight", "episodes_per_iteration"):
+            if getattr(args, name) is not None:
+                values[name] = getattr(args, name)
+        if args.conditions is not None:
+            values["gps"]["conditions"] = args.conditions
+        if args.samples is not None:
+            values["gps"]["samples_per_condition"] = args.samples
+        if args.teacher is not None and args.teacher != base.teacher:
+            values["teacher_settings"] = {}
+        values["teacher_settings"] = {**values["teacher_settings"],
+                                      **planner_settings(argparse.Namespace(set=args.set))}
+        config = from_dict(DistillConfig, values)
+        if config.algorithm != "gps":  # a teacher that cannot teach: before any file
+            make_teachers(config, make_env(config))
+        run_dir = new_run_dir(args.out or "runs", f"distill-{config.algorithm}-{config.env_id}")
+        print(f"run directory: {run_dir}")
+    bar = tqdm(total=config.iterations, initial=completed_episodes(run_dir) if args.resume
+               else 0, desc=f"{config.algorithm} {config.env_id}", unit="iteration")
+    try:
+        rows = train_distill(config, run_dir, resume=bool(args.resume),
+                             on_iteration=lambda _: bar.update())
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nmbrl distill: interrupted with {completed_episodes(run_dir)} of "
+              f"{config.iterations} iterations saved; continue with: mbrl distill "
+              f"{config.algorithm} --resume {run_dir}", file=sys.stderr)
+        return 130
+    bar.close()
+    for row in rows:
+        print(f"iteration {int(row['iteration']):3d}  teacher queries "
+              f"{int(row['teacher_queries']):6d}  student {row['student_return']:8.2f}  "
+              f"teacher {row['teacher_return']:8.2f}  violations {int(row['violations'])}")
+    print(f"student: {run_dir / 'student.pt'}; learning curve: {run_dir / 'learning_curve.png'}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mbrl.algorithms.distill import evaluate_student, is_distill_run
     from mbrl.algorithms.pets import evaluate_pets
+    from mbrl.errors import UserError
+
+    if is_distill_run(Path(args.run_dir)):
+        shifted = [f"--{name.replace('_', '-')}" for name in ("env", "physics", "risk",
+                                                              "risk_epsilon")
+                   if getattr(args, name) is not None]
+        if shifted:
+            raise UserError(f"{', '.join(shifted)}: not for a distilled student (it runs on "
+                            "its own robot)")
+        result = evaluate_student(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
+                                  video=not args.no_video)
+        print(json.dumps(result, indent=2))
+        return 0
 
     result = evaluate_pets(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
                            video=not args.no_video, env_id=args.env,
@@ -439,9 +533,11 @@ def add_risk(parser: argparse.ArgumentParser, risk_default: str, epsilon_default
 def _add_eval(commands: Any) -> None:
     """`mbrl eval`."""
     evaluate = commands.add_parser(
-        "eval", help="replay a trained run's model and planner", allow_abbrev=False,
-        description="Load RUN_DIR's model and planner settings, run episodes, and write "
-        "eval.json (and eval.mp4 of the first episode where rendering works).",
+        "eval", help="replay a trained run's model and planner, or its student",
+        allow_abbrev=False,
+        description="Load RUN_DIR's model and planner settings (a `mbrl train` run) or its "
+        "student (a `mbrl distill` run), run episodes, and write eval.json (and eval.mp4 of "
+        "the first episode where rendering works).",
         formatter_class=DefaultsOnce,
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `mbrl train`")
@@ -456,6 +552,65 @@ def _add_eval(commands: Any) -> None:
                           "eval-<env>-<scales>.json (default: the nominal robot)")
     add_risk(evaluate, "(default: the run's)", "(default: the run's)")
     evaluate.set_defaults(run=_cmd_eval, parser=evaluate)
+
+
+def _add_distill(commands: Any) -> None:
+    """`mbrl distill`."""
+    from mbrl.algorithms.distill import ALGORITHMS, DistillConfig
+
+    defaults = DistillConfig()
+    distill = commands.add_parser(
+        "distill", help="teach a neural policy with a planner (DAgger, PLATO, GPS)",
+        allow_abbrev=False,
+        description="Distil a planner into a neural policy: behaviour cloning (bc), DAgger "
+        "(Ross et al. 2011), PLATO (Kahn et al. 2017) or mirror-descent guided policy search "
+        "(gps, Montgomery & Levine 2016). The teacher is a registered planner run as MPC on "
+        "the true simulator, or a `mbrl train pets` run directory (its planner and learned "
+        "model); gps needs no teacher (its local controllers are the teachers). Writes "
+        "config.json, metrics.csv, student.pt, learning_curve.png and student.mp4; --resume "
+        "continues a killed run from its last completed iteration.",
+        formatter_class=DefaultsOnce,
+    )
+    distill.add_argument("algorithm", choices=ALGORITHMS, help="the algorithm")
+    distill.add_argument("--config", metavar="FILE",
+                         help="a distillation config (JSON, as a run's config.json); the "
+                         "options below override it")
+    distill.add_argument("--env", dest="env_id",
+                         help=f"env id, see `mbrl envs` (default: {defaults.env_id})")
+    distill.add_argument("--teacher", metavar="PLANNER|RUN_DIR",
+                         help=f"a registered planner on the true simulator (see `mbrl "
+                         f"planners`) or a PETS run directory (default: {defaults.teacher})")
+    distill.add_argument("--action-repeat", type=positive_int,
+                         help=f"simulator steps per control step (default: "
+                         f"{defaults.action_repeat}; a run teacher's must match)")
+    distill.add_argument("--horizon", type=positive_int,
+                         help=f"the simulator teacher's horizon (default: {defaults.horizon})")
+    distill.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="a setting of the teacher's planner, as JSON (--set "
+                         "population=100); repeatable")
+    distill.add_argument("--iterations", type=positive_int,
+                         help=f"iterations (default: {defaults.iterations})")
+    distill.add_argument("--episodes-per-iteration", type=positive_int,
+                         help=f"episodes per iteration (default: "
+                         f"{defaults.episodes_per_iteration})")
+    distill.add_argument("--beta-schedule", choices=("once", "geometric", "always"),
+                         help=f"DAgger's teacher share: 1 then 0, p**i, or always 1 "
+                         f"(default: {defaults.beta_schedule})")
+    distill.add_argument("--beta-p", type=float,
+                         help=f"p of the geometric schedule (default: {defaults.beta_p})")
+    distill.add_argument("--kl-weight", type=float, metavar="LAMBDA",
+                         help=f"PLATO's lambda (default: {defaults.kl_weight})")
+    distill.add_argument("--conditions", type=positive_int,
+                         help=f"gps: initial conditions (default: {defaults.gps.conditions})")
+    distill.add_argument("--samples", type=positive_int,
+                         help=f"gps: samples per condition and iteration (default: "
+                         f"{defaults.gps.samples_per_condition})")
+    distill.add_argument("--seed", type=int, help=f"run seed (default: {defaults.seed})")
+    distill.add_argument("--out", help="folder for run directories (default: runs)")
+    distill.add_argument("--resume", metavar="RUN_DIR",
+                         help="continue this run directory from its last completed "
+                         "iteration; --iterations may extend it")
+    distill.set_defaults(run=_cmd_distill, parser=distill)
 
 
 def _add_bench(commands: Any) -> None:
@@ -513,7 +668,8 @@ _COMMANDS.update({
     "planners": ("list the registered planners", _add_planners),
     "plan": ("run MPC with any planner through the simulator or a trained model", _add_plan),
     "train": ("learn a dynamics model and plan through it (PETS)", _add_train),
-    "eval": ("replay a trained run's model and planner", _add_eval),
+    "distill": ("teach a neural policy with a planner (DAgger, PLATO, GPS)", _add_distill),
+    "eval": ("replay a trained run's model and planner, or its student", _add_eval),
     "bench": ("benchmark planners", _add_bench),
 })
 

@@ -24,7 +24,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     listed = {line.split()[0] for line in out.splitlines()
               if line.startswith("    ") and not line.startswith("     ")}
     # Those of sim2real come through the `mbrl.commands` entry point.
-    assert listed == {"envs", "planners", "plan", "train", "eval", "bench", "deploy",
+    assert listed == {"envs", "planners", "plan", "train", "distill", "eval", "bench", "deploy",
                       "sim-robot", "replay", "adapt"}
 
 
