@@ -35,6 +35,7 @@ import torch
 
 import envs
 from benchmarks.provenance import RESULTS, provenance
+from controllers.policy_penalty import PolicyMean
 from mbrl.algorithms.pets import PETSConfig, model_input, planning_controller, train_pets
 from mbrl.config import load as load_config
 from mbrl.control.episodes import record_replan_ms, rollout
@@ -105,10 +106,12 @@ def main() -> None:
 
 
 def evaluate(
-    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, episodes: int
+    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, episodes: int,
+    policy: PolicyMean | None = None, quiet: bool = False,
 ) -> list[dict[str, Any]]:
     """Fresh episodes at the control rate (`config.mpc.plan_step` control steps per model
-    step), timing every replan."""
+    step), timing every replan; with `policy`, the MPC is policy-seeded (its actions, rolled
+    through the model, join CEM's candidates)."""
     if config.action_repeat % config.mpc.plan_step:
         raise ValueError(
             f"plan_step {config.mpc.plan_step} must divide action_repeat {config.action_repeat}"
@@ -117,7 +120,7 @@ def evaluate(
     generator = torch.Generator().manual_seed(12345)
     results = []
     for episode in range(episodes):
-        controller = planning_controller(model, task, config, generator)
+        controller = planning_controller(model, task, config, generator, policy=policy)
         plan_ms: list[float] = []
         total = rollout(env, controller, seed=10_000 + episode, observe=model_input,
                         on_step=record_replan_ms(controller, plan_ms)).episode_return
@@ -125,8 +128,10 @@ def evaluate(
             "return": total, "plan_ms": plan_ms,
             "overruns": controller.stats.overruns, "fallbacks": controller.stats.fallbacks,
         })
-        print(f"eval episode {episode}: return {total:.1f}, median replan "
-              f"{np.median(plan_ms):.1f} ms, fallbacks {controller.stats.fallbacks}", flush=True)
+        if not quiet:
+            print(f"eval episode {episode}: return {total:.1f}, median replan "
+                  f"{np.median(plan_ms):.1f} ms, fallbacks {controller.stats.fallbacks}",
+                  flush=True)
     return results
 
 

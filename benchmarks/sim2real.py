@@ -61,15 +61,9 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
 import shutil
-import signal
-import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +72,7 @@ import torch
 from scipy.stats import spearmanr
 
 import envs
+from benchmarks.jobs import Job, result_path, run_jobs
 from benchmarks.provenance import RESULTS, provenance
 from controllers import MPC
 from mbrl.algorithms.pets import (
@@ -101,8 +96,6 @@ from sim2real.progressive import ProgressiveEnsembleDynamics
 SOURCE = "mujoco/cartpole-swingup"
 BULLET = "pybullet/cartpole-swingup"
 RANDOMIZE_FILE = Path(__file__).resolve().parents[1] / "configs" / "randomize_cartpole.json"
-#: Linux's prctl option: a signal for the process when its parent dies.
-PR_SET_PDEATHSIG = 1
 EVAL_SEED = 1000
 CVAR_EPSILON = 0.4
 FRACTION = 0.9
@@ -362,14 +355,6 @@ def spread_job(work: Path, seed: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- scheduling
 
 
-@dataclass
-class Job:
-    key: str
-    function: Callable[..., dict[str, Any]]
-    args: tuple[Any, ...]
-    needs: list[str]
-
-
 def pets_config(size: Size, seed: int) -> PETSConfig:
     return dataclasses.replace(
         BASE, seed=seed, episodes=size.pets_episodes, episode_steps=size.episode_steps,
@@ -423,54 +408,6 @@ def jobs(work: Path, seeds: list[int], size: Size) -> list[Job]:
     keys = [job.key for job in planned]
     assert len(keys) == len(set(keys)), "job keys must be unique"
     return planned
-
-
-def _start_worker() -> None:
-    """One torch thread; and on Linux, die with the benchmark's process: a worker left running
-    by a killed benchmark would write into run directories its rerun continues."""
-    torch.set_num_threads(1)
-    if sys.platform == "linux":
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the benchmark died before the line above
-            os._exit(1)
-
-
-def result_path(work: Path, key: str) -> Path:
-    """Where job `key` keeps its result."""
-    return work / "results" / f"{key.replace('/', '__')}.json"
-
-
-def run_jobs(planned: list[Job], work: Path, workers: int) -> dict[str, dict[str, Any]]:
-    """Run the jobs not yet done (their results are `work/results/<key>.json`), each when the
-    jobs it needs are done, at most `workers` at once, in the given order."""
-    folder = work / "results"
-    path = {job.key: result_path(work, job.key) for job in planned}
-    done = {job.key: json.loads(path[job.key].read_text())
-            for job in planned if path[job.key].exists()}
-    pending = [job for job in planned if job.key not in done]
-    running: dict[Future[dict[str, Any]], Job] = {}
-    started = time.monotonic()
-    folder.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                             initializer=_start_worker) as pool:
-        while pending or running:
-            for job in list(pending):
-                if len(running) < workers and all(need in done for need in job.needs):
-                    pending.remove(job)
-                    running[pool.submit(job.function, *job.args)] = job
-            if not running:
-                raise RuntimeError(f"jobs wait on jobs that never ran: {pending[0].key}")
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job = running.pop(future)
-                done[job.key] = future.result()
-                path[job.key].write_text(json.dumps(done[job.key]) + "\n")
-                print(f"[{(time.monotonic() - started) / 60:5.1f} min] {job.key}: "
-                      f"{json.dumps(done[job.key])[:120]}", flush=True)
-    return done
 
 
 # --------------------------------------------------------------------------- the summary

@@ -39,6 +39,7 @@ import torch
 
 import envs
 from controllers import MPC, MPCConfig
+from controllers.policy_penalty import PolicyMean
 from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import ConfigError, check_types, require, require_positive
 from mbrl.config import env_wrapper, from_dict, require_known_env
@@ -247,13 +248,17 @@ def model_input(obs: np.ndarray) -> torch.Tensor:
 
 
 def planning_controller(
-    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator
+    model: EnsembleDynamics, task: envs.Task, config: PETSConfig, generator: torch.Generator,
+    policy: PolicyMean | None = None,
 ) -> MPC:
-    """MPC with the config's planner through the ensemble (TS particles, the task's reward)."""
+    """MPC with the config's planner through the ensemble (TS particles, the task's reward);
+    with `policy` (a student's mean action at observations), policy-seeded: its own actions,
+    rolled through the members' mean, join the planner's candidates (CEM) or start iLQR."""
     problem = model_problem(model, task, config.horizon, generator, env_id=config.env_id,
                             particles=config.particles,
                             propagation=Propagation(config.propagation),
-                            objective=cast(Objective, config.risk), epsilon=config.risk_epsilon)
+                            objective=cast(Objective, config.risk), epsilon=config.risk_epsilon,
+                            policy=policy)
     return MPC(build_planner(config.planner, problem, **config.planner_settings), config.mpc)
 
 
