@@ -178,9 +178,9 @@ class NeuralPolicy(nn.Module):
     def reset(self) -> None:
         """A policy carries nothing between episodes."""
 
-    def act(self, obs: Any, explore: bool = False) -> NDArray[np.float64]:
-        """The action `[du]` (float64) at one observation `[do]`: the mean, or with `explore`
-        a draw from the Gaussian; always finite and inside the bounds.
+    def act(self, obs: Any, explore: bool = False) -> torch.Tensor:
+        """The action `[du]` (float64) at one observation `[do]` (NumPy or torch): the mean,
+        or with `explore` a draw from the Gaussian; always finite and inside the bounds.
 
         Raises:
             ValueError: naming `obs` if it is not `[do]` or not finite.
@@ -205,7 +205,7 @@ class NeuralPolicy(nn.Module):
         if not np.isfinite(h).all():
             self.nonfinite_actions += 1
             h = np.zeros(self.act_dim)
-        return np.minimum(np.maximum(h, self._low64), self._high64)
+        return torch.from_numpy(np.minimum(np.maximum(h, self._low64), self._high64))
 
     def _take_snapshot(self) -> _Snapshot:
         def array(t: torch.Tensor) -> NDArray[np.float64]:

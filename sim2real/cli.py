@@ -60,6 +60,7 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
     from sim2real.ros.dds import require_ros
 
     require_ros()
+    from mbrl.algorithms.distill import is_distill_run
     from mbrl.errors import UserError
     from mbrl.files import write_json
     from mbrl.runs.rundir import new_run_dir
@@ -68,6 +69,7 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
         SimulatorMPCConfig,
         controller_from_planner,
         controller_from_run,
+        controller_from_student,
     )
     from sim2real.safety import SafetyConfig
 
@@ -82,9 +84,17 @@ def _cmd_deploy_ros(args: argparse.Namespace) -> int:
             if getattr(args, option) is not None:
                 raise UserError(f"--{option}: with --planner only; --controller plans through "
                                 f"its ensemble, whose particles --risk scores")
-        deployed = controller_from_run(Path(args.controller), args.plan_budget_ms, args.seed,
-                                       compensate_delay=not args.no_delay_compensation,
-                                       risk=args.risk, risk_epsilon=args.risk_epsilon)
+        if is_distill_run(Path(args.controller)):
+            for option in ("risk", "risk_epsilon", "plan_budget_ms"):
+                if getattr(args, option) is not None:
+                    raise UserError(f"--{option.replace('_', '-')}: for MPC, not for the "
+                                    f"distilled student in --controller")
+            deployed = controller_from_student(Path(args.controller))
+        else:
+            deployed = controller_from_run(
+                Path(args.controller), args.plan_budget_ms, args.seed,
+                compensate_delay=not args.no_delay_compensation, risk=args.risk,
+                risk_epsilon=args.risk_epsilon)
         if args.rate is not None and abs(args.rate - deployed.rate_hz) > 1e-6:
             raise UserError(f"--rate {args.rate:g}: the model in {args.controller} steps at "
                             f"{deployed.rate_hz:g} Hz; leave --rate out or give that")
@@ -209,8 +219,8 @@ def _add_deploy(commands: Any) -> None:
     )
     which = ros.add_argument_group("controller (one of)")
     which.add_argument("--controller", metavar="RUN_DIR",
-                       help="MPC through this `mbrl train pets` run's learned model, at its "
-                       "control rate")
+                       help="MPC through this `mbrl train pets` run's learned model, or this "
+                       "`mbrl distill` run's student, at its control rate")
     which.add_argument("--planner", help="MPC with this registered planner through the "
                        "simulator of --env (see `mbrl planners`)")
     ros.add_argument("--env", help="with --planner: the robot's env id (default: "

@@ -54,10 +54,14 @@ from controllers.protocols import Controller
 from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import require
 from envs.dynamics import joint_state, set_joint_state
+from mbrl.algorithms.distill import STUDENT, read_distill_config
+from mbrl.algorithms.distill import make_env as make_distill_env
 from mbrl.algorithms.pets import load_run, model_input, planning_controller, with_risk
 from mbrl.config import from_dict
 from mbrl.control.planners import build_planner, planner_spec, require_planner, simulator_problem
 from mbrl.errors import UserError
+from mbrl.learning.checkpoint import load_policy
+from mbrl.runs.rundir import latest_checkpoint
 from sim2real.randomization import RandomizationConfig
 from sim2real.robust import RobustSimulatorDynamics
 from sim2real.safety import Array, CommandGate, GatedCommand, SafetyConfig
@@ -137,6 +141,36 @@ def controller_from_run(run_dir: Path, plan_budget_ms: float | None = None, seed
         env.control_timestep,
         f"{config.planner} MPC through the learned model of {run_dir} ({config.env_id}, "
         f"deadline {budget:g} ms)", predict if compensate_delay else None)
+
+
+def controller_from_student(run_dir: Path) -> DeployedController:
+    """A `mbrl distill` run's student, at the run's control period. A policy answers in
+    microseconds, so there is no planning delay to compensate: each period's command is
+    computed from that period's joint state.
+
+    Raises:
+        UserError: for a run directory without a usable student, or a robot without a
+            joint-state observation map.
+    """
+    config = read_distill_config(run_dir / "config.json")
+    checkpoint = latest_checkpoint(run_dir)
+    try:
+        student, _ = load_policy((checkpoint or run_dir) / STUDENT)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--controller {run_dir}: no usable student: {error}") from None
+    env = make_distill_env(config)
+    observe_joints = env.joint_observation
+    if observe_joints is None:
+        raise UserError(f"{run_dir}: {config.env_id} has no joint-state observation map")
+
+    def observe(joint_state: Array) -> Array:
+        return observe_joints(torch.from_numpy(np.asarray(joint_state, dtype=np.float64))
+                              ).numpy()
+
+    return DeployedController(
+        student, observe, env, env.control_timestep,
+        f"{config.algorithm} student of {run_dir} ({config.env_id}, "
+        f"{student.config.hidden_sizes} hidden)")
 
 
 @dataclass(frozen=True)

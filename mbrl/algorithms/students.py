@@ -122,7 +122,7 @@ class LabellingAgent:
         if self.actor is not None:
             self.actor.reset()
 
-    def act(self, obs: Array) -> Array:
+    def act(self, obs: Array) -> Array | torch.Tensor:
         """Label `obs` and return the action to play `[du]`."""
         label = self.teacher.label(obs)
         self.queries += 1

@@ -28,12 +28,12 @@ def test_act_matches_the_torch_module_and_stays_in_bounds() -> None:
     policy.weights_changed()
     rng = np.random.default_rng(0)
     for obs in rng.normal(scale=50.0, size=(200, 3)):
-        action = policy.act(obs)
+        action = policy.act(obs).numpy()
         expected = policy.mean_action(torch.from_numpy(obs)[None].float())[0].detach().double()
         # float64 against float32 on pre-activations of order 1e3: a few 1e-5 apart.
         np.testing.assert_allclose(action, expected.numpy(), atol=2e-4)
         assert np.all(action >= [-1.0, -2.0]) and np.all(action <= [1.0, 0.5])
-        explored = policy.act(obs, explore=True)
+        explored = policy.act(obs, explore=True).numpy()
         assert np.all(np.isfinite(explored))
         assert np.all(explored >= [-1.0, -2.0]) and np.all(explored <= [1.0, 0.5])
 
@@ -43,7 +43,7 @@ def test_nan_weights_give_the_safe_action_counted() -> None:
     with torch.no_grad():
         policy.net[0].weight.fill_(float("nan"))
     policy.weights_changed()
-    action = policy.act(np.zeros(3))
+    action = policy.act(np.zeros(3)).numpy()
     np.testing.assert_array_equal(action, [0.0, 0.0])
     assert policy.nonfinite_actions == 1
 

@@ -9,6 +9,7 @@ what the loop itself does.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +18,17 @@ import torch
 import envs
 from controllers.validation import ConfigError
 from envs.dynamics import joint_state
+from mbrl.algorithms.distill import DistillConfig, train_distill
 from mbrl.control.episodes import rollout
 from mbrl.errors import UserError
+from mbrl.learning.policy_training import PolicyTrainConfig
 from sim2real.deployment import (
     ControlLoop,
     DeployedController,
     SimulatorMPCConfig,
     config_period_steps,
     controller_from_planner,
+    controller_from_student,
 )
 from sim2real.robust import RobustSimulatorDynamics
 from sim2real.safety import SafetyConfig
@@ -176,3 +180,31 @@ def test_robust_mpc_plans_across_randomised_simulator_copies_within_the_bounds()
     assert any(v != 0.0 for v in commands)
     with pytest.raises(ConfigError, match="planner: plans through one model"):
         SimulatorMPCConfig(planner="ilqr", robust={})
+
+
+def test_a_distilled_student_deploys_on_joint_states_each_command_its_own_action(
+    tmp_path: Path,
+) -> None:
+    """A `mbrl distill` run's student behind the gate: no delay to compensate (a policy
+    answers in microseconds), every command the student's action at that period's joint
+    state times the gear, inside the bounds."""
+    config = DistillConfig(env_id="mujoco/cartpole-swingup", action_repeat=5, episode_steps=8,
+                           teacher="cem", horizon=4,
+                           teacher_settings={"population": 16, "iterations": 1},
+                           iterations=1, eval_episodes=0,
+                           fit=PolicyTrainConfig(epochs=3))
+    train_distill(config, tmp_path / "student")
+    deployed = controller_from_student(tmp_path / "student")
+    assert deployed.predict is None and deployed.period_s == pytest.approx(0.05)
+    loop = ControlLoop(deployed, SafetyConfig(period_s=deployed.period_s))
+    _, cycles = drive(loop, seconds=2.0)
+    acted = [c for c in cycles if not c.safe]
+    assert len(acted) >= 35
+    for cycle in acted:
+        assert all(math.isfinite(u) and abs(u) <= 10.0 for u in cycle.command)
+        assert cycle.plan_ms < 5.0  # a policy, not a planner
+    with pytest.raises(UserError, match="no usable student"):
+        (tmp_path / "student" / "student.pt").unlink()
+        for checkpoint in (tmp_path / "student" / "checkpoints").iterdir():
+            (checkpoint / "student.pt").unlink()
+        controller_from_student(tmp_path / "student")
