@@ -132,6 +132,18 @@ class SimulatorDynamics:
         return (rewards * alive).sum(dim=1)
 
 
+def simulator_state(env: RobotEnv) -> Array:
+    """`env`'s state as a private copy (`make(id, action_repeat)`) takes it: the simulator's
+    own state and the action repeat's step count, without the layers of other wrappers in
+    between (a randomisation wrapper's); `env.get_state()` where there are none."""
+    innermost: Any = env
+    while isinstance(innermost, RobotWrapper):
+        innermost = innermost.inner
+    if not isinstance(env, ActionRepeat):
+        return np.asarray(innermost.get_state())
+    return np.concatenate([innermost.get_state(), env.get_state()[-1:]])
+
+
 def _private_copy(env: RobotEnv, rollout_threads: int | None = None) -> RobotEnv:
     """A new env with `env`'s id, action repeat and physics parameters and no time limit, for
     planning without disturbing the env that acts."""
@@ -197,7 +209,7 @@ class JointSpaceDynamics:
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         self.env = _private_copy(env)
-        self.env.set_state(env.get_state())
+        self.env.set_state(simulator_state(env))
         inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
         model, data = getattr(inner, "_model", None), getattr(inner, "_data", None)
         if model is None or data is None:

@@ -258,7 +258,7 @@ def _override(config: Any, args: argparse.Namespace) -> Any:
 #: Options of `mbrl distill` that a resumed run may not change.
 _DISTILL_FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "teacher", "horizon", "set",
                             "seed", "out", "beta_schedule", "beta_p", "kl_weight",
-                            "episodes_per_iteration", "conditions", "samples")
+                            "episodes_per_iteration", "conditions", "samples", "randomize")
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
@@ -270,6 +270,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         DistillConfig,
         make_env,
         make_teachers,
+        make_training_env,
         read_distill_config,
         train_distill,
     )
@@ -300,6 +301,10 @@ def _cmd_distill(args: argparse.Namespace) -> int:
                      "beta_schedule", "beta_p", "kl_weight", "episodes_per_iteration"):
             if getattr(args, name) is not None:
                 values[name] = getattr(args, name)
+        if args.randomize is not None:
+            from mbrl.config import env_wrapper
+
+            values["randomize"] = env_wrapper("randomize").settings(args.randomize)
         if args.conditions is not None:
             values["gps"]["conditions"] = args.conditions
         if args.samples is not None:
@@ -311,6 +316,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         config = from_dict(DistillConfig, values)
         if config.algorithm != "gps":  # a teacher that cannot teach: before any file
             make_teachers(config, make_env(config))
+        make_training_env(config).close()  # randomisation the robot refuses: the same
         run_dir = new_run_dir(args.out or "runs", f"distill-{config.algorithm}-{config.env_id}")
         print(f"run directory: {run_dir}")
     bar = tqdm(total=config.iterations, initial=completed_episodes(run_dir) if args.resume
@@ -605,6 +611,11 @@ def _add_distill(commands: Any) -> None:
     distill.add_argument("--samples", type=positive_int,
                          help=f"gps: samples per condition and iteration (default: "
                          f"{defaults.gps.samples_per_condition})")
+    distill.add_argument("--randomize", metavar="FILE",
+                         help="train the student across randomised robots: a domain-"
+                         "randomisation config (JSON) or a preset (peng2018); a simulator "
+                         "teacher plans with each episode's drawn physics, and the student is "
+                         "evaluated on the nominal robot (default: the nominal robot)")
     distill.add_argument("--seed", type=int, help=f"run seed (default: {defaults.seed})")
     distill.add_argument("--out", help="folder for run directories (default: runs)")
     distill.add_argument("--resume", metavar="RUN_DIR",

@@ -21,7 +21,6 @@ from mbrl.algorithms.students import (
     Teacher,
     beta_at,
     episode,
-    evaluate_policy,
 )
 from mbrl.control.episodes import Env
 from mbrl.learning.policy_training import PolicyTrainConfig, fit_policy
@@ -58,7 +57,7 @@ def dagger(
     config: DAggerConfig,
     fit: PolicyTrainConfig,
     progress: DistillProgress,
-    eval_seeds: list[int],
+    evaluate: Callable[[NeuralPolicy], float],
     safety: Callable[[], SafetyMonitor | None] = lambda: None,
     on_iteration: Callable[[DistillProgress], object] = lambda _: None,
 ) -> list[dict[str, float]]:
@@ -72,9 +71,9 @@ def dagger(
             D <- D u D_i
             pi_hat_{i+1} <- the student fitted to D
 
-    `make_teacher(seed)` builds the teacher (a fresh MPC) for one iteration; `safety()` a
-    monitor of the task's violations; `on_iteration` is called after each iteration (it
-    commits a checkpoint).
+    `make_teacher(seed)` builds the teacher (a fresh MPC) for one iteration; `evaluate` is the
+    student's return on the evaluation episodes; `safety()` a monitor of the task's
+    violations; `on_iteration` is called after each iteration (it commits a checkpoint).
     """
     for i in range(len(progress.rows), config.iterations):
         beta = beta_at(i, config.beta_schedule, config.beta_p)
@@ -91,7 +90,7 @@ def dagger(
             "iteration": i,
             "beta": beta,
             "data_return": float(np.mean(returns)),
-            "student_return": evaluate_policy(env, student, eval_seeds),
+            "student_return": evaluate(student),
             "teacher_return": progress.teacher_return,
             "teacher_queries": progress.queries_so_far() + agent.queries,
             "violations": progress.violations_so_far()

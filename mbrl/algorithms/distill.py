@@ -36,7 +36,7 @@ from controllers import MPC, MPCConfig
 from controllers.policy import NeuralPolicy, PolicyConfig
 from controllers.policy_penalty import PenalizedCost, PenalizedTask, PolicyPull, penalized_reward
 from controllers.validation import ConfigError, check_types, require, require_positive
-from envs.dynamics import joint_state
+from envs.dynamics import joint_state, simulator_state
 from mbrl.algorithms.dagger import BETA_SCHEDULES, DAggerConfig, dagger
 from mbrl.algorithms.gps import GPSConfig, mdgps
 from mbrl.algorithms.pets import PETSConfig, load_run, model_input
@@ -47,9 +47,10 @@ from mbrl.algorithms.students import (
     LabelledData,
     LabellingAgent,
     Teacher,
+    evaluate_policy,
 )
+from mbrl.config import env_wrapper, require_known_env
 from mbrl.config import load as load_config
-from mbrl.config import require_known_env
 from mbrl.control.episodes import rollout
 from mbrl.control.goals import GOALS
 from mbrl.control.planners import (
@@ -130,6 +131,11 @@ class DistillConfig:
     fit: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     #: Mirror-descent GPS's settings (conditions, samples, KL step).
     gps: GPSConfig = field(default_factory=GPSConfig)
+    #: Domain randomisation of the training episodes (`sim2real.randomization`'s settings,
+    #: through the "randomize" env wrapper); a teacher on the simulator plans with each
+    #: episode's drawn physics (privileged), and the student is evaluated on the nominal
+    #: robot. None: the nominal robot.
+    randomize: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -155,6 +161,9 @@ class DistillConfig:
             except ConfigError as error:
                 raise error.inside("teacher_settings") from None
         if self.algorithm == "gps":
+            require(self, "randomize", self.randomize is None,
+                    "gps fits each condition's dynamics to its samples; it takes no "
+                    "randomised physics")
             require(self, "algorithm", self.policy.gaussian,
                     "gps needs a Gaussian student (policy.gaussian true)")
 
@@ -196,7 +205,7 @@ def _simulator_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
     per_step = config.action_repeat if env.env_id.startswith("mujoco/") else 1
 
     def view(_: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(joint_state(env) if gradient else env.get_state())
+        return torch.from_numpy(joint_state(env) if gradient else simulator_state(env))
 
     def build(problem: PlanningProblem) -> MPC:
         try:
@@ -206,7 +215,10 @@ def _simulator_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
                    else error) from None
 
     def plain(seed: int) -> Teacher:
-        return Teacher(build(simulator_problem(env, config.horizon, seed)), view)
+        teacher = Teacher(build(simulator_problem(env, config.horizon, seed)), view)
+        if config.randomize is not None:  # plan with each episode's drawn physics
+            teacher.rebuild = lambda: build(simulator_problem(env, config.horizon, seed))
+        return teacher
 
     def adaptive(seed: int, pull: PolicyPull) -> Teacher:
         if gradient:
@@ -219,7 +231,10 @@ def _simulator_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
             spread = dataclasses.replace(pull, weight=pull.weight / per_step)
             problem = simulator_problem(
                 env, config.horizon, seed, reward=penalized_reward(env.task.reward, spread))
-        return Teacher(build(problem), view)
+        teacher = Teacher(build(problem), view)
+        if config.randomize is not None:
+            teacher.rebuild = lambda: adaptive(seed, pull).controller
+        return teacher
 
     problem = simulator_problem(env, config.horizon, config.seed)
     if gradient and problem.gradient is None:
@@ -275,11 +290,33 @@ def _model_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
 
 
 def make_env(config: DistillConfig) -> envs.RobotEnv:
-    """The robot the student learns on, at the run's control period and episode length."""
-    length: dict[str, Any] = ({} if not config.episode_steps
-                              else {"max_episode_steps":
-                                    config.episode_steps * config.action_repeat})
-    return envs.make(config.env_id, action_repeat=config.action_repeat, **length)
+    """The nominal robot, at the run's control period and episode length: where the student
+    is evaluated."""
+    return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
+
+
+def make_training_env(config: DistillConfig) -> envs.RobotEnv:
+    """The robot the student learns on: the nominal one, or randomised under the action
+    repeat (as PETS's `make_training_env`).
+
+    Raises:
+        ConfigError: naming `randomize.<field>` for settings this robot cannot take.
+    """
+    if config.randomize is None:
+        return make_env(config)
+    try:
+        robot = env_wrapper("randomize").wrap(envs.make(config.env_id, **_length(config)),
+                                             config.randomize)
+    except ConfigError as error:
+        raise error.inside("randomize") from None
+    return robot if config.action_repeat == 1 else envs.ActionRepeat(robot,
+                                                                     config.action_repeat)
+
+
+def _length(config: DistillConfig) -> dict[str, Any]:
+    if not config.episode_steps:
+        return {}
+    return {"max_episode_steps": config.episode_steps * config.action_repeat}
 
 
 def new_student(config: DistillConfig, env: envs.RobotEnv) -> NeuralPolicy:
@@ -305,7 +342,8 @@ def train_distill(
         UserError: for a teacher that cannot teach this robot (before anything is written).
         RunDirError: on resume, if the run directory is damaged or belongs to other settings.
     """
-    env = make_env(config)
+    env = make_training_env(config)
+    nominal = make_env(config) if config.randomize is not None else env
     gps_costs = None
     if config.algorithm == "gps":
         goal = GOALS.get(config.env_id)
@@ -329,11 +367,16 @@ def train_distill(
         write_json(run_dir / CONFIG, config)
     eval_seeds = [EVAL_SEED + k for k in range(config.eval_episodes)]
     if config.algorithm != "gps" and math.isnan(progress.teacher_return) and eval_seeds:
-        teacher = teachers.plain(config.seed)
+        nominal_teacher = make_teachers(config, nominal).plain(config.seed)
         rng = np.random.default_rng(0)
         progress.teacher_return = float(np.mean([
-            rollout(env, LabellingAgent(teacher, student, 1.0, rng), seed=s).episode_return
+            rollout(nominal, LabellingAgent(nominal_teacher, student, 1.0, rng),
+                    seed=s).episode_return
             for s in eval_seeds]))
+
+    def evaluate(policy: NeuralPolicy) -> float:
+        return evaluate_policy(nominal, policy, eval_seeds)
+
     safety = SAFETY.get(config.env_id, lambda: None)
 
     def commit(state: DistillProgress) -> None:
@@ -345,17 +388,17 @@ def train_distill(
         dagger(env, teachers.plain, student,
                DAggerConfig(config.iterations, config.episodes_per_iteration, schedule,
                             config.beta_p),
-               config.fit, progress, eval_seeds, safety, commit)
+               config.fit, progress, evaluate, safety, commit)
     elif config.algorithm == "plato":
         plato(env, teachers.plain, teachers.adaptive, student,
               PLATOConfig(config.iterations, config.episodes_per_iteration, config.kl_weight),
-              config.fit, progress, eval_seeds, safety, commit)
+              config.fit, progress, evaluate, safety, commit)
     else:
         assert gps_costs is not None
         mdgps(env, student, dataclasses.replace(config.gps, iterations=config.iterations),
-              config.fit, progress, eval_seeds, *gps_costs, horizon=env.max_episode_steps,
+              config.fit, progress, evaluate, *gps_costs, horizon=env.max_episode_steps,
               safety=safety, on_iteration=commit)
-    _write_video(env, student, run_dir / "student.mp4")
+    _write_video(nominal, student, run_dir / "student.mp4")
     return progress.rows
 
 

@@ -93,7 +93,7 @@ def mdgps(
     config: GPSConfig,
     fit: PolicyTrainConfig,
     progress: DistillProgress,
-    eval_seeds: list[int],
+    evaluate: Callable[[NeuralPolicy], float],
     cost: Cost,
     final_cost: Cost,
     horizon: int,
@@ -185,7 +185,7 @@ def mdgps(
             "kl": float(np.mean([r.kl for r in results])),
             "epsilon": epsilon,
             "data_return": float(np.mean([s[2] for s in samples])),
-            "student_return": evaluate_policy(env, student, eval_seeds),
+            "student_return": evaluate(student),
             "student_return_conditions": evaluate_policy(env, student, conditions),
             "teacher_return": local_return,
             "teacher_queries": progress.queries_so_far()

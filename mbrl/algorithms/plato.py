@@ -24,7 +24,6 @@ from mbrl.algorithms.students import (
     SafetyMonitor,
     Teacher,
     episode,
-    evaluate_policy,
 )
 from mbrl.control.episodes import Env
 from mbrl.learning.policy_training import PolicyTrainConfig, fit_policy
@@ -63,7 +62,7 @@ def plato(
     config: PLATOConfig,
     fit: PolicyTrainConfig,
     progress: DistillProgress,
-    eval_seeds: list[int],
+    evaluate: Callable[[NeuralPolicy], float],
     safety: Callable[[], SafetyMonitor | None] = lambda: None,
     on_iteration: Callable[[DistillProgress], object] = lambda _: None,
 ) -> list[dict[str, float]]:
@@ -96,7 +95,7 @@ def plato(
             "iteration": i,
             "kl_weight": config.kl_weight,
             "data_return": float(np.mean(returns)),
-            "student_return": evaluate_policy(env, student, eval_seeds),
+            "student_return": evaluate(student),
             "teacher_return": progress.teacher_return,
             "teacher_queries": progress.queries_so_far() + agent.queries,
             "adaptive_queries": agent.actor_queries,

@@ -41,6 +41,9 @@ class Teacher:
     #: What the controller is given, from the observation `[do]` (the env's exact state, or
     #: the observation as a float32 tensor).
     view: Callable[[Array], Any]
+    #: Builds the controller anew at each episode's start (a planner on the simulator whose
+    #: physics each episode draws: it plans with the drawn physics); None: reset it.
+    rebuild: Callable[[], Controller] | None = None
 
     def label(self, obs: Array) -> Array:
         """The teacher's action `[du]` at the state whose observation is `obs`."""
@@ -51,6 +54,8 @@ class Teacher:
 
     def reset(self) -> None:
         """Start a new episode."""
+        if self.rebuild is not None:
+            self.controller = self.rebuild()
         self.controller.reset()
 
 

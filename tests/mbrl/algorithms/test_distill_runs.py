@@ -13,12 +13,14 @@ import pytest
 import torch
 
 import mbrl.algorithms.dagger as dagger_module
+import mbrl.algorithms.distill as distill_module
 import mbrl.algorithms.gps as gps_module
 import mbrl.algorithms.plato as plato_module
 from controllers.policy import PolicyConfig
+from controllers.validation import ConfigError
 from mbrl.algorithms.distill import DistillConfig, train_distill
 from mbrl.algorithms.gps import GPSConfig
-from mbrl.algorithms.students import SafetyMonitor, beta_at
+from mbrl.algorithms.students import SafetyMonitor, Teacher, beta_at
 from mbrl.cli import main
 from mbrl.control.episodes import Step
 from mbrl.errors import UserError
@@ -155,3 +157,41 @@ def test_the_cart_pole_safety_monitor_counts_entries_into_violation() -> None:
         monitor.on_step(at(x, cos))
     # Off the rail once (two steps, one entry), two falls after balance.
     assert monitor.violations == 3
+
+
+def test_under_randomisation_the_teacher_plans_with_each_episodes_drawn_physics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = dataclasses.replace(
+        SMALL, iterations=2, episodes_per_iteration=2,
+        randomize={"mass_scale": {"low": 0.5, "high": 2.0}})
+    seen: list[tuple[float, float]] = []
+    real_label = Teacher.label
+
+    def label(self: Teacher, obs: np.ndarray) -> np.ndarray:
+        planner: Any = self.controller.planner  # type: ignore[attr-defined]
+        acting = planner.dynamics.env.physics_params()["mass_scale"]
+        seen.append((acting, self._robot.physics_params()["mass_scale"]))  # type: ignore[attr-defined]
+        return real_label(self, obs)
+
+    real_make = distill_module.make_teachers
+
+    def make_teachers(config: DistillConfig, env: Any) -> Any:
+        teachers = real_make(config, env)
+
+        def plain(seed: int) -> Teacher:
+            teacher = teachers.plain(seed)
+            teacher._robot = env  # type: ignore[attr-defined]
+            return teacher
+
+        return dataclasses.replace(teachers, plain=plain)
+
+    monkeypatch.setattr(Teacher, "label", label)
+    monkeypatch.setattr(distill_module, "make_teachers", make_teachers)
+    rows = train_distill(config, tmp_path / "run")
+    assert len(rows) == 2
+    training = [pair for pair in seen if pair[1] != 1.0]
+    assert len({round(robot, 6) for _, robot in training}) >= 3, "masses drawn per episode"
+    assert all(planned == pytest.approx(robot) for planned, robot in training)
+    with pytest.raises(ConfigError, match="gps fits each condition"):
+        dataclasses.replace(config, algorithm="gps")

@@ -15,7 +15,7 @@ from controllers.policy import NeuralPolicy, PolicyConfig
 from controllers.policy_penalty import PenalizedCost, PolicyPull
 from mbrl.algorithms.dagger import DAggerConfig, dagger
 from mbrl.algorithms.gps import GPSConfig, mdgps
-from mbrl.algorithms.students import DistillProgress, LabelledData, Teacher
+from mbrl.algorithms.students import DistillProgress, LabelledData, Teacher, evaluate_policy
 from mbrl.learning.policy_training import PolicyTrainConfig
 from tests.mbrl.algorithms.linear_system import (
     HIGH,
@@ -45,7 +45,8 @@ def _linear_student(gaussian: bool) -> NeuralPolicy:
 def test_dagger_linear_student_converges_to_the_lqr_gain() -> None:
     student = _linear_student(gaussian=False)
     rows = dagger(LinearSystem(30), lambda seed: Teacher(LQRTeacher(), lambda obs: obs),
-                  student, DAggerConfig(iterations=4), FIT, _progress(), [100, 101])
+                  student, DAggerConfig(iterations=4), FIT, _progress(),
+                  lambda policy: evaluate_policy(LinearSystem(30), policy, [100, 101]))
     # Tolerance: 1e-4 relative, what 200 epochs of Adam reach on 120 noise-free labels.
     np.testing.assert_allclose(effective_gain(student), -K.numpy(), rtol=1e-4)
     assert [row["beta"] for row in rows] == [1.0, 0.0, 0.0, 0.0]
@@ -58,7 +59,7 @@ def test_mdgps_with_the_known_model_converges_to_the_lqr_gain() -> None:
     mdgps(LinearSystem(30), student,
           GPSConfig(iterations=8, conditions=2, samples_per_condition=5, initial_std=0.01,
                     dynamics="model"),
-          FIT, _progress(), [100], cost, final_cost, horizon=30,
+          FIT, _progress(), lambda policy: 0.0, cost, final_cost, horizon=30,
           model=lambda x, u: A.to(x.dtype) @ x + B.to(x.dtype) @ u)
     # Tolerance 2%: it reaches 1e-5 by the fifth iteration, then the step rule's shrinking
     # bound and the fit's noise move it by up to 1% (measured).
@@ -71,7 +72,7 @@ def test_mdgps_with_fitted_dynamics_comes_near_the_lqr_gain() -> None:
     rows = mdgps(LinearSystem(30), student,
                  GPSConfig(iterations=6, conditions=2, samples_per_condition=5,
                            initial_std=0.01),
-                 FIT, _progress(), [100], cost, final_cost, horizon=30)
+                 FIT, _progress(), lambda policy: 0.0, cost, final_cost, horizon=30)
     # Tolerance 10%: as the controllers' noise shrinks, actions follow the states and the
     # regression tells A from B less well (measured 2-7% after 3-12 iterations).
     np.testing.assert_allclose(effective_gain(student), -K.numpy(), rtol=0.10)
