@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from controllers.costs import QuadraticCost, QuadraticFinalCost, ResidualCost, ResidualFinalCost
-from controllers.ilqr import ILQRConfig, _cost_derivatives, ilqr
+from controllers.ilqr import ILQRConfig, cost_derivatives, ilqr
 from controllers.lqr import solve_lqr
 
 F64 = torch.float64
@@ -29,7 +29,7 @@ def test_the_closed_form_derivatives_are_those_of_automatic_differentiation() ->
     us = torch.randn(7, 2, generator=generator, dtype=F64)
     steps = torch.arange(7)
     closed_form = cost.derivatives(xs, us, steps)
-    automatic = _cost_derivatives(lambda x, u, t: cost(x, u, t), xs, us, steps)
+    automatic = cost_derivatives(lambda x, u, t: cost(x, u, t), xs, us, steps)
     for mine, theirs in zip(closed_form, automatic, strict=True):
         torch.testing.assert_close(mine, theirs)
     final = QuadraticFinalCost(random_weights(generator, 3, False), x_ref=xs[0])
