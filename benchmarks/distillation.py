@@ -284,7 +284,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     violations = axes[1, 0]
     names = ["bc", "dagger", "plato", *PLATO_LAMBDAS, "gps"]
     values = [float(np.mean(summary["curves"][f"cartpole/{a}"]["violations"])) for a in names]
-    labels = [n.replace("plato-lambda", "plato\nlambda ") for n in names]
+    labels = [n.replace("plato-lambda", "plato\nlambda ") if n != "plato" else "plato\nlambda 0.3"
+              for n in names]
     violations.bar(labels, values, color=["tab:blue", "tab:orange", "tab:green", "tab:olive",
                                           "tab:cyan", "tab:red"])
     violations.set_ylabel("safety violations during training (mean over seeds)")
