@@ -122,15 +122,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train_pets,
     )
     from mbrl.config import load as load_config
-    from mbrl.errors import RunDirError, UserError
+    from mbrl.errors import RunDirError
     from mbrl.runs.rundir import CONFIG, completed_episodes, new_run_dir
 
     if args.resume:
-        given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
-        if given:
-            flags = ", ".join("--" + name.replace("_id", "").replace("_", "-") for name in given)
-            raise UserError(f"{flags} cannot be given with --resume: a run keeps the settings "
-                            f"in its config.json (only --episodes may change)")
+        refuse_on_resume(args, _FIXED_ON_RESUME, "--episodes")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG).is_file():
             raise RunDirError(f"cannot resume {run_dir}: {run_dir / CONFIG} is missing (is it a "
@@ -164,6 +160,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
               + (f"  diverged replans {diverged} (safe fallback played)" if diverged else ""))
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
     return 0
+
+
+def refuse_on_resume(args: argparse.Namespace, fixed: Sequence[str], changeable: str) -> None:
+    """Raise `UserError` naming the options of `fixed` given with `--resume`: a run keeps
+    the settings in its config.json, but for `changeable`."""
+    from mbrl.errors import UserError
+
+    given = [name for name in fixed if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_id", "").replace("_", "-") for name in given)
+        raise UserError(f"{flags} cannot be given with --resume: a run keeps the settings in "
+                        f"its config.json (only {changeable} may change)")
 
 
 def _cmd_bench_planners(args: argparse.Namespace) -> int:
@@ -280,11 +288,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from mbrl.runs.rundir import completed_episodes, new_run_dir
 
     if args.resume:
-        given = [name for name in _DISTILL_FIXED_ON_RESUME if getattr(args, name) is not None]
-        if given:
-            flags = ", ".join("--" + name.replace("_id", "").replace("_", "-") for name in given)
-            raise UserError(f"{flags} cannot be given with --resume: a run keeps the settings "
-                            f"in its config.json (only --iterations may change)")
+        refuse_on_resume(args, _DISTILL_FIXED_ON_RESUME, "--iterations")
         run_dir = Path(args.resume)
         config = read_distill_config(run_dir / "config.json")
         if config.algorithm != args.algorithm:

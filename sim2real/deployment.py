@@ -54,14 +54,12 @@ from controllers.protocols import Controller
 from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import require
 from envs.dynamics import joint_state, set_joint_state
-from mbrl.algorithms.distill import STUDENT, read_distill_config
+from mbrl.algorithms.distill import load_student
 from mbrl.algorithms.distill import make_env as make_distill_env
 from mbrl.algorithms.pets import load_run, model_input, planning_controller, with_risk
 from mbrl.config import from_dict
 from mbrl.control.planners import build_planner, planner_spec, require_planner, simulator_problem
-from mbrl.errors import UserError
-from mbrl.learning.checkpoint import load_policy
-from mbrl.runs.rundir import latest_checkpoint
+from mbrl.errors import RunDirError, UserError
 from sim2real.randomization import RandomizationConfig
 from sim2real.robust import RobustSimulatorDynamics
 from sim2real.safety import Array, CommandGate, GatedCommand, SafetyConfig
@@ -152,12 +150,10 @@ def controller_from_student(run_dir: Path) -> DeployedController:
         UserError: for a run directory without a usable student, or a robot without a
             joint-state observation map.
     """
-    config = read_distill_config(run_dir / "config.json")
-    checkpoint = latest_checkpoint(run_dir)
     try:
-        student, _ = load_policy((checkpoint or run_dir) / STUDENT)
-    except (FileNotFoundError, ValueError) as error:
-        raise UserError(f"--controller {run_dir}: no usable student: {error}") from None
+        config, student = load_student(run_dir)
+    except RunDirError as error:
+        raise UserError(f"--controller {run_dir}: {error}") from None
     env = make_distill_env(config)
     observe_joints = env.joint_observation
     if observe_joints is None:

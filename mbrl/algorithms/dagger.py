@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from controllers.policy import NeuralPolicy
 from controllers.validation import check_types, require, require_positive
 from mbrl.algorithms.students import (
@@ -20,7 +18,8 @@ from mbrl.algorithms.students import (
     SafetyMonitor,
     Teacher,
     beta_at,
-    episode,
+    iteration_metrics,
+    run_episodes,
 )
 from mbrl.control.episodes import Env
 from mbrl.learning.policy_training import PolicyTrainConfig, fit_policy
@@ -80,24 +79,12 @@ def dagger(
         teacher = make_teacher(int(progress.rng.integers(2**31)))
         agent = LabellingAgent(teacher, student, beta, progress.rng)
         monitor = safety()
-        returns = [
-            episode(env, agent, int(progress.rng.integers(2**31)), monitor).episode_return
-            for _ in range(config.episodes_per_iteration)
-        ]
+        returns = run_episodes(env, agent, config.episodes_per_iteration, progress, monitor)
         progress.data.add(agent.observations, agent.labels)
         report = fit_policy(student, *progress.data.tensors(), fit, progress.generator)
         progress.rows.append({
-            "iteration": i,
-            "beta": beta,
-            "data_return": float(np.mean(returns)),
-            "student_return": evaluate(student),
-            "teacher_return": progress.teacher_return,
-            "teacher_queries": progress.queries_so_far() + agent.queries,
-            "violations": progress.violations_so_far()
-            + (monitor.violations if monitor else 0),
-            "samples": report.samples,
-            "train_loss": report.train_loss,
-            "holdout_loss": report.holdout_loss,
+            "iteration": i, "beta": beta,
+            **iteration_metrics(progress, agent, monitor, returns, report, evaluate(student)),
         })
         on_iteration(progress)
     return progress.rows

@@ -40,6 +40,7 @@ from envs.dynamics import joint_state, simulator_state
 from mbrl.algorithms.dagger import BETA_SCHEDULES, DAggerConfig, dagger
 from mbrl.algorithms.gps import GPSConfig, mdgps
 from mbrl.algorithms.pets import PETSConfig, load_run, model_input
+from mbrl.algorithms.pets import make_training_env as pets_training_env
 from mbrl.algorithms.plato import PLATOConfig, plato
 from mbrl.algorithms.students import (
     SAFETY,
@@ -49,8 +50,8 @@ from mbrl.algorithms.students import (
     Teacher,
     evaluate_policy,
 )
-from mbrl.config import env_wrapper, require_known_env
 from mbrl.config import load as load_config
+from mbrl.config import require_known_env
 from mbrl.control.episodes import rollout
 from mbrl.control.goals import GOALS
 from mbrl.control.planners import (
@@ -292,31 +293,17 @@ def _model_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
 def make_env(config: DistillConfig) -> envs.RobotEnv:
     """The nominal robot, at the run's control period and episode length: where the student
     is evaluated."""
-    return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
+    return make_training_env(dataclasses.replace(config, randomize=None))
 
 
 def make_training_env(config: DistillConfig) -> envs.RobotEnv:
     """The robot the student learns on: the nominal one, or randomised under the action
-    repeat (as PETS's `make_training_env`).
+    repeat (PETS's `make_training_env`).
 
     Raises:
         ConfigError: naming `randomize.<field>` for settings this robot cannot take.
     """
-    if config.randomize is None:
-        return make_env(config)
-    try:
-        robot = env_wrapper("randomize").wrap(envs.make(config.env_id, **_length(config)),
-                                             config.randomize)
-    except ConfigError as error:
-        raise error.inside("randomize") from None
-    return robot if config.action_repeat == 1 else envs.ActionRepeat(robot,
-                                                                     config.action_repeat)
-
-
-def _length(config: DistillConfig) -> dict[str, Any]:
-    if not config.episode_steps:
-        return {}
-    return {"max_episode_steps": config.episode_steps * config.action_repeat}
+    return pets_training_env(config)
 
 
 def new_student(config: DistillConfig, env: envs.RobotEnv) -> NeuralPolicy:
@@ -500,6 +487,9 @@ def _number(text: str) -> float:
 
 def read_distill_config(path: Path) -> DistillConfig:
     """The config of a distillation run, its errors as `RunDirError`."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing (is {path.parent} a run directory of "
+                          "`mbrl distill`?)")
     try:
         return load_config(DistillConfig, path)
     except ValueError as error:
@@ -514,16 +504,26 @@ def is_distill_run(run_dir: Path) -> bool:
         return False
 
 
-def evaluate_student(run_dir: Path, episodes: int = 1, seed: int = 12345,
-                     video: bool = True) -> dict[str, Any]:
-    """Run a distillation run's student for `episodes` on its robot; write `eval.json` (and
-    `eval.mp4` of the first episode where rendering works)."""
+def load_student(run_dir: Path) -> tuple[DistillConfig, NeuralPolicy]:
+    """A distillation run's config and its last committed student.
+
+    Raises:
+        RunDirError: naming the folder, if it has no readable config or student.
+    """
     config = read_distill_config(run_dir / CONFIG)
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = latest_checkpoint(run_dir)  # the published copy may lag it by a kill
     try:
         student, _ = load_policy((checkpoint or run_dir) / STUDENT)
     except (FileNotFoundError, ValueError) as error:
         raise RunDirError(f"{run_dir} has no usable student: {error}") from None
+    return config, student
+
+
+def evaluate_student(run_dir: Path, episodes: int = 1, seed: int = 12345,
+                     video: bool = True) -> dict[str, Any]:
+    """Run a distillation run's student for `episodes` on its robot; write `eval.json` (and
+    `eval.mp4` of the first episode where rendering works)."""
+    config, student = load_student(run_dir)
     env = make_env(config)
     rng = np.random.default_rng(seed)
     returns = [rollout(env, student, seed=int(rng.integers(2**31))).episode_return

@@ -343,7 +343,7 @@ def evaluate_pets(
     return result
 
 
-def _make_env(config: PETSConfig) -> envs.RobotEnv:
+def _make_env(config: PETSConfig | Any) -> envs.RobotEnv:
     """The nominal robot at the run's action repeat and episode length."""
     return envs.make(config.env_id, action_repeat=config.action_repeat, **_length(config))
 
@@ -394,16 +394,18 @@ def _control_step(env_id: str) -> float:
     return step
 
 
-def _length(config: PETSConfig) -> dict[str, Any]:
+def _length(config: PETSConfig | Any) -> dict[str, Any]:
     """The simulator's episode length, where the config sets one."""
     if not config.episode_steps:
         return {}
     return {"max_episode_steps": config.episode_steps * config.action_repeat}
 
 
-def make_training_env(config: PETSConfig) -> envs.RobotEnv:
+def make_training_env(config: PETSConfig | Any) -> envs.RobotEnv:
     """The robot the run trains on: the nominal one, or with `config.randomize`, the robot
     randomised under the action repeat (delays and noise act on each simulator step).
+    `config` is any run config with `env_id`, `action_repeat`, `episode_steps` and
+    `randomize` (PETS's, a distillation's).
 
     Raises:
         ConfigError: naming `randomize.<field>` for settings this robot cannot take.

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from controllers.policy import NeuralPolicy
@@ -23,7 +22,8 @@ from mbrl.algorithms.students import (
     LabellingAgent,
     SafetyMonitor,
     Teacher,
-    episode,
+    iteration_metrics,
+    run_episodes,
 )
 from mbrl.control.episodes import Env
 from mbrl.learning.policy_training import PolicyTrainConfig, fit_policy
@@ -85,25 +85,13 @@ def plato(
         adaptive = make_adaptive_teacher(int(progress.rng.integers(2**31)), pull)
         agent = LabellingAgent(teacher, student, beta=0.0, rng=progress.rng, actor=adaptive)
         monitor = safety()
-        returns = [
-            episode(env, agent, int(progress.rng.integers(2**31)), monitor).episode_return
-            for _ in range(config.episodes_per_iteration)
-        ]
+        returns = run_episodes(env, agent, config.episodes_per_iteration, progress, monitor)
         progress.data.add(agent.observations, agent.labels)
         report = fit_policy(student, *progress.data.tensors(), fit, progress.generator)
         progress.rows.append({
-            "iteration": i,
-            "kl_weight": config.kl_weight,
-            "data_return": float(np.mean(returns)),
-            "student_return": evaluate(student),
-            "teacher_return": progress.teacher_return,
-            "teacher_queries": progress.queries_so_far() + agent.queries,
+            "iteration": i, "kl_weight": config.kl_weight,
+            **iteration_metrics(progress, agent, monitor, returns, report, evaluate(student)),
             "adaptive_queries": agent.actor_queries,
-            "violations": progress.violations_so_far()
-            + (monitor.violations if monitor else 0),
-            "samples": report.samples,
-            "train_loss": report.train_loss,
-            "holdout_loss": report.holdout_loss,
         })
         on_iteration(progress)
     return progress.rows

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from controllers import Controller
 from controllers.policy import NeuralPolicy
 from mbrl.control.episodes import Env, Step, Trajectory, rollout
+from mbrl.learning.policy_training import PolicyFitReport
 
 Array = NDArray[np.float64]
 
@@ -189,6 +190,31 @@ def episode(env: Env, agent: Any, seed: int, safety: SafetyMonitor | None) -> Tr
     if safety is not None:
         safety.reset()
     return rollout(env, agent, seed=seed, on_step=None if safety is None else safety.on_step)
+
+
+def run_episodes(env: Env, agent: Any, episodes: int, progress: DistillProgress,
+                 monitor: SafetyMonitor | None) -> list[float]:
+    """`episodes` episodes of `agent` from seeds drawn from the run's generator; their
+    returns."""
+    return [episode(env, agent, int(progress.rng.integers(2**31)), monitor).episode_return
+            for _ in range(episodes)]
+
+
+def iteration_metrics(progress: DistillProgress, agent: LabellingAgent,
+                      monitor: SafetyMonitor | None, returns: list[float],
+                      report: PolicyFitReport, student_return: float) -> dict[str, float]:
+    """The metrics every labelling iteration reports: the data's and the student's return,
+    the teacher's, the queries and violations so far, the fit."""
+    return {
+        "data_return": float(np.mean(returns)),
+        "student_return": student_return,
+        "teacher_return": progress.teacher_return,
+        "teacher_queries": progress.queries_so_far() + agent.queries,
+        "violations": progress.violations_so_far() + (monitor.violations if monitor else 0),
+        "samples": report.samples,
+        "train_loss": report.train_loss,
+        "holdout_loss": report.holdout_loss,
+    }
 
 
 def beta_at(iteration: int, schedule: str, p: float) -> float:
