@@ -50,7 +50,6 @@ from mbrl.algorithms.students import (
     Teacher,
     evaluate_policy,
 )
-from mbrl.config import load as load_config
 from mbrl.config import require_known_env
 from mbrl.control.episodes import rollout
 from mbrl.control.goals import GOALS
@@ -77,6 +76,7 @@ from mbrl.runs.rundir import (
     discard_older_checkpoints,
     latest_checkpoint,
     publish,
+    read_run_config,
     recover,
     require_same_settings,
 )
@@ -487,13 +487,7 @@ def _number(text: str) -> float:
 
 def read_distill_config(path: Path) -> DistillConfig:
     """The config of a distillation run, its errors as `RunDirError`."""
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing (is {path.parent} a run directory of "
-                          "`mbrl distill`?)")
-    try:
-        return load_config(DistillConfig, path)
-    except ValueError as error:
-        raise RunDirError(str(error)) from None
+    return read_run_config(DistillConfig, path, "mbrl distill")
 
 
 def is_distill_run(run_dir: Path) -> bool:

@@ -43,7 +43,6 @@ from controllers.policy_penalty import PolicyMean
 from controllers.risk import OBJECTIVES, Objective
 from controllers.validation import ConfigError, check_types, require, require_positive
 from mbrl.config import env_wrapper, from_dict, require_known_env
-from mbrl.config import load as load_config
 from mbrl.control.episodes import Agent, RandomAgent, rollout
 from mbrl.control.planners import build_planner, model_problem, planner_config, require_planner
 from mbrl.errors import RunDirError, UserError
@@ -66,6 +65,7 @@ from mbrl.runs.rundir import (
     discard_older_checkpoints,
     latest_checkpoint,
     publish,
+    read_run_config,
     recover,
     require_same_settings,
 )
@@ -543,13 +543,7 @@ def _restore(
 
 
 def _read_config(path: Path) -> PETSConfig:
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing (is {path.parent} a run directory of "
-                          "`mbrl train pets`?)")
-    try:
-        return load_config(PETSConfig, path)
-    except ValueError as error:
-        raise RunDirError(str(error)) from None
+    return read_run_config(PETSConfig, path, "mbrl train pets")
 
 
 def _record_changes(

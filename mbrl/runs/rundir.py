@@ -25,8 +25,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from mbrl.config import load as load_config
 from mbrl.errors import RunDirError
 from mbrl.files import read_json, sync_folder, write_json
 
@@ -43,6 +44,7 @@ BUFFER = "replay_buffer.npz"
 #: The files of a checkpoint that are also put in the run directory, for people and tools.
 PUBLISHED = (MODEL, BUFFER, METRICS)
 _COMMITTED = re.compile(r"episode-(\d+)")
+T = TypeVar("T")
 
 
 def check_out_folder(root: str | Path) -> Path:
@@ -75,6 +77,22 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     except OSError as error:
         raise RunDirError(f"cannot create the run directory {path}: {error.strerror}") from None
     return path
+
+
+def read_run_config(cls: type[T], path: Path, command: str) -> T:
+    """The config dataclass `cls` of a run directory's `config.json` at `path`, written by
+    `command` (for the message).
+
+    Raises:
+        RunDirError: naming the file, if it is missing or not a valid config.
+    """
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing (is {path.parent} a run directory of "
+                          f"`{command}`?)")
+    try:
+        return load_config(cls, path)
+    except ValueError as error:
+        raise RunDirError(str(error)) from None
 
 
 def require_same_settings(config: Any, stored: Any, resumable: Sequence[str],
