@@ -28,6 +28,7 @@ import torch
 from torch.func import jacrev
 
 from controllers.linear_gaussian import (
+    CStepResult,
     LinearGaussianController,
     LocalModel,
     expected_cost,
@@ -164,8 +165,13 @@ def mdgps(
                                             config.min_step_mult, config.max_step_mult))
         # C-step: each controller as good as the KL bound to the policy allows.
         epsilon = config.kl_step * state.step_mult * horizon
-        results = [kl_bounded_update(md, lin, epsilon, eta=state.etas[m])
-                   for m, (md, lin) in enumerate(zip(models, policy_lin, strict=True))]
+        results, failures = [], 0
+        for m, (md, lin) in enumerate(zip(models, policy_lin, strict=True)):
+            try:
+                results.append(kl_bounded_update(md, lin, epsilon, eta=state.etas[m]))
+            except np.linalg.LinAlgError:  # no eta makes this fit's LQR positive definite:
+                failures += 1  # keep the condition's controller for another iteration
+                results.append(CStepResult(state.controllers[m], state.etas[m], 0.0, 0))
         state.controllers = [r.controller for r in results]
         state.etas = [r.eta for r in results]
         state.prev_laplace = float(np.mean([expected_cost(p, md)
@@ -183,6 +189,7 @@ def mdgps(
             "iteration": i,
             "step_mult": state.step_mult,
             "kl": float(np.mean([r.kl for r in results])),
+            "cstep_failures": failures,
             "epsilon": epsilon,
             "data_return": float(np.mean([s[2] for s in samples])),
             "student_return": evaluate(student),
