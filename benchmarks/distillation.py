@@ -68,6 +68,9 @@ TASKS: dict[str, DistillConfig] = {
 GPS_ITERATIONS = 20
 #: PLATO at other weights lambda of the KL to the student, on the cart-pole (first seed).
 PLATO_LAMBDAS = {"plato-lambda1": 1.0, "plato-lambda3": 3.0}
+#: DAgger on the reacher with four times the labels (first seed): whether more data closes
+#: the gap that ten iterations leave.
+REACHER_LONG = {"dagger-40": 40}
 #: The PETS run whose model teaches the real-time student (`pets_realtime`'s source).
 PETS_RUN = Path("runs/bench-pets/dmc-cartpole-swingup-seed0")
 TARGET_RATIO, TARGET_SPEEDUP, TARGET_HZ, TARGET_RETURN, TARGET_SAFETY = (
@@ -185,6 +188,11 @@ def jobs(work: Path, seeds: list[int], quick: bool, realtime_episodes: int) -> l
         config = dataclasses.replace(task_config("cartpole", "plato", seeds[0], quick),
                                      kl_weight=weight)
         planned.append(Job(key, distill_job, (work, key, config), []))
+    for name, iterations in REACHER_LONG.items():
+        key = f"distill/reacher/{name}/s{seeds[0]}"
+        config = dataclasses.replace(task_config("reacher", "dagger", seeds[0], quick),
+                                     iterations=2 if quick else iterations)
+        planned.append(Job(key, distill_job, (work, key, config), []))
     for task in TASKS:
         key = f"distill/{task}/dagger/s{seeds[0]}"
         run_dir = work / "runs" / key.replace("/", "-")
@@ -210,6 +218,7 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, An
     curves: dict[str, dict[str, Any]] = {}
     variants = [(task, algorithm, seeds) for task in TASKS for algorithm in ALGORITHMS]
     variants += [("cartpole", name, seeds[:1]) for name in PLATO_LAMBDAS]
+    variants += [("reacher", name, seeds[:1]) for name in REACHER_LONG]
     for task, algorithm, run_seeds in variants:
         runs = [done[f"distill/{task}/{algorithm}/s{s}"]["rows"] for s in run_seeds]
         final_student = [rows[-1]["student_return"] for rows in runs]
@@ -265,7 +274,7 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, An
 def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for ax, task in zip(axes[0], TASKS, strict=True):
-        shown = [*ALGORITHMS, *(PLATO_LAMBDAS if task == "cartpole" else ())]
+        shown = [*ALGORITHMS, *(PLATO_LAMBDAS if task == "cartpole" else REACHER_LONG)]
         for algorithm in shown:
             c = summary["curves"][f"{task}/{algorithm}"]
             ax.plot(c["queries"], c["student_return_mean"], "o-", ms=3,
