@@ -214,6 +214,16 @@ def shortfall(student: float, teacher: float) -> float:
     return float((teacher - student) / abs(teacher))
 
 
+def within_target(key: str, curve: dict[str, Any]) -> dict[str, Any]:
+    """The 5% target of one curve: from new start states, and for MDGPS from its conditions'
+    start states (where its teachers act), which is what it is judged on."""
+    gps = key.endswith("/gps")
+    judged = curve["final_shortfall_conditions"] if gps else curve["final_shortfall"]
+    return {"shortfall": curve["final_shortfall"],
+            **({"shortfall_on_conditions": judged} if gps else {}),
+            "met": judged <= 1 - TARGET_RATIO}
+
+
 def summarise(done: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     curves: dict[str, dict[str, Any]] = {}
     variants = [(task, algorithm, seeds) for task in TASKS for algorithm in ALGORITHMS]
@@ -236,6 +246,13 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, An
             "final_shortfall_per_seed": [shortfall(s, t) for s, t in zip(
                 final_student, final_teacher, strict=True)],
             "best_student_return": float(np.mean(best)),
+            # MDGPS's teachers are its local controllers, which know only their conditions'
+            # start states: the like-for-like comparison is the student from those starts.
+            "final_student_return_conditions": float(np.mean(
+                [rows[-1].get("student_return_conditions", np.nan) for rows in runs])),
+            "final_shortfall_conditions": shortfall(
+                float(np.mean([rows[-1].get("student_return_conditions", np.nan)
+                               for rows in runs])), float(np.mean(final_teacher))),
             "violations": [rows[-1]["violations"] for rows in runs],
             "teacher_queries": runs[0][-1]["teacher_queries"],
             "seconds": [done[f"distill/{task}/{algorithm}/s{s}"]["seconds"]
@@ -252,9 +269,7 @@ def summarise(done: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, An
     best_seeded = max(realtime["seeded-mean"]["mean_return"],
                       realtime["seeded-best"]["mean_return"])
     targets = {
-        "student_within_5pct": {key: {"shortfall": c["final_shortfall"],
-                                      "met": c["final_shortfall"] <= 1 - TARGET_RATIO}
-                                for key, c in curves.items()},
+        "student_within_5pct": {key: within_target(key, c) for key, c in curves.items()},
         "plato_violations_at_most_half_of_dagger": {
             "dagger": dagger_v, **plato_v,
             "met": {name: v <= TARGET_SAFETY * dagger_v for name, v in plato_v.items()}},
