@@ -312,6 +312,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
               for n in names]
     violations.bar(labels, values, color=["tab:blue", "tab:orange", "tab:green", "tab:olive",
                                           "tab:cyan", "tab:red"])
+    for x, value in enumerate(values):
+        violations.text(x, value, f"{value:g}", ha="center", va="bottom")
+    violations.set_yscale("symlog")
     violations.set_ylabel("safety violations during training (mean over seeds)")
     violations.set_title("cart-pole: off the rail's middle, or a fall after balance")
     realtime = axes[1, 1]
