@@ -11,8 +11,9 @@ GRU) and a stochastic part `s_t` (a diagonal Gaussian):
 
 trained on the ELBO: the frames' and rewards' Gaussian log-likelihoods (unit variance) minus
 the KL(q || p) averaged over steps and batch and clamped below at `free_nats`, frames
-quantised to 5 bits with uniform dequantisation noise. The encoder is four stride-2 convolutions (`depth`, 2, 4, 8 times `depth` channels, 4x4
-kernels) of a 64x64 frame, the decoder their transpose, as in the paper.
+quantised to 5 bits with uniform dequantisation noise. The encoder is four stride-2
+convolutions (`depth`, 2, 4, 8 times `depth` channels, 4x4 kernels) of a 64x64 frame, the
+decoder their transpose, as in the paper.
 
 Shapes: `B` batch, `T` time, `C, H, W` a frame, `du` action, `dh` deterministic and `ds`
 stochastic state, `de` the embedding.
