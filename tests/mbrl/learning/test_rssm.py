@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from controllers import CEM, CEMConfig
+from mbrl.learning.latent_dynamics import LatentDynamics
 from mbrl.learning.rssm import RSSM, RSSMConfig, preprocess
 
 SMALL = RSSMConfig(deterministic=32, stochastic=8, hidden=32, depth=8, free_nats=1.0)
@@ -119,3 +121,26 @@ def test_bad_input_is_named(change: object, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         RSSM(2, SMALL).loss(*change(frames, actions, rewards),  # type: ignore[operator]
                             torch.Generator().manual_seed(0))
+
+
+def test_cem_through_the_latent_model_plans_the_known_best_action(
+    trained: tuple[RSSM, list[dict[str, float]]],
+) -> None:
+    """The video's reward is the square's distance from the left edge: the best action moves
+    it right (x action +1). CEM through `LatentDynamics`, from the belief after two frames,
+    must plan that."""
+    model, _ = trained
+    frames, actions, _ = moving_square(4, 4, 4)
+    dynamics = LatentDynamics(model)
+    with torch.no_grad():
+        embeddings = model.encode(preprocess(frames, 5, None))
+        start = model.posterior(model.prior(model.initial(4), torch.zeros(4, 2)),
+                                embeddings[:, 0])
+        _, filtered = model.observe(embeddings[:, 1:2], actions[:, :1], start)
+    low, high = -torch.ones(2), torch.ones(2)
+    for episode in range(4):
+        planner = CEM(dynamics, low, high, CEMConfig(horizon=3, population=64, iterations=3),
+                      torch.Generator().manual_seed(episode))
+        plan = planner.plan(dynamics.state_of(filtered[-1])[episode])
+        assert plan.actions.shape == (3, 2)
+        assert float(plan.actions[0, 0]) > 0.5, (episode, plan.actions)
