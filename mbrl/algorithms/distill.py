@@ -39,7 +39,7 @@ from controllers.validation import ConfigError, check_types, require, require_po
 from envs.dynamics import joint_state, simulator_state
 from mbrl.algorithms.dagger import BETA_SCHEDULES, DAggerConfig, dagger
 from mbrl.algorithms.gps import GPSConfig, mdgps
-from mbrl.algorithms.pets import PETSConfig, load_run, model_input
+from mbrl.algorithms.pets import load_run, model_input
 from mbrl.algorithms.pets import make_training_env as pets_training_env
 from mbrl.algorithms.plato import PLATOConfig, plato
 from mbrl.algorithms.students import (
@@ -180,9 +180,6 @@ class Teachers:
     plain: Callable[[int], Teacher]
     #: PLATO's adaptive teacher, `(seed, pull) -> Teacher`.
     adaptive: Callable[[int, PolicyPull], Teacher]
-    #: The teacher's planner, by name, and where it plans: "simulator" or "model".
-    planner: str
-    source: str
 
 
 def make_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
@@ -240,7 +237,7 @@ def _simulator_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
     problem = simulator_problem(env, config.horizon, config.seed)
     if gradient and problem.gradient is None:
         raise UserError(f"--teacher {name}: {problem.no_gradient_reason}")
-    return Teachers(plain, adaptive, name, "simulator")
+    return Teachers(plain, adaptive)
 
 
 def _model_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
@@ -284,7 +281,7 @@ def _model_teachers(config: DistillConfig, env: envs.RobotEnv) -> Teachers:
         return Teacher(build(problem), model_input)
 
     build(problem_for(config.seed, env.task))  # settings the planner refuses: now
-    return Teachers(plain, adaptive, run.planner, "model")
+    return Teachers(plain, adaptive)
 
 
 # --------------------------------------------------------------------------- the run
@@ -427,9 +424,6 @@ def _restore(run_dir: Path, config: DistillConfig, student: NeuralPolicy,
     Raises:
         RunDirError: naming the file, for a damaged run directory or other settings.
     """
-    if not (run_dir / CONFIG).is_file():
-        raise RunDirError(f"cannot resume {run_dir}: {run_dir / CONFIG} is missing (is it a "
-                          "run directory of `mbrl distill`?)")
     stored = read_distill_config(run_dir / CONFIG)
     require_same_settings(config, stored, RESUMABLE_CHANGES, str(run_dir / CONFIG))
     checkpoint = recover(run_dir, PUBLISHED)
@@ -550,8 +544,3 @@ def plot_distillation(rows: list[dict[str, float]], path: Path, title: str) -> N
     ax.legend()
     fig.tight_layout()
     plots.save_png(fig, path)
-
-
-def pets_teacher_config(run_dir: Path) -> PETSConfig:
-    """The PETS config of a run-directory teacher."""
-    return load_run(run_dir)[0]
