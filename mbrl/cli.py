@@ -5,6 +5,7 @@
     mbrl plan --planner NAME --env ID [--model RUN_DIR]
                                    MPC through the true simulator or a trained run's model
     mbrl train pets --env ID ...   learn a model and plan through it (PETS); --resume RUN_DIR
+    mbrl train planet --env ID     learn latent dynamics from pixels, plan in them (PlaNet)
     mbrl distill ALGO --env ID --teacher PLANNER|RUN_DIR
                                    teach a neural policy (bc, dagger, plato, gps); --resume
     mbrl eval RUN_DIR              replay a trained run's model and planner, or its student
@@ -114,6 +115,17 @@ _FIXED_ON_RESUME = ("config", "env_id", "action_repeat", "planner", "horizon", "
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.algorithm == "planet":
+        return _cmd_train_planet(args)
+    if args.preset is not None:
+        from mbrl.errors import UserError
+
+        raise UserError("--preset is for `mbrl train planet` (PETS takes --config FILE)")
+
     from tqdm import tqdm
 
     from mbrl.algorithms.pets import (
@@ -159,6 +171,83 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"return {row['return']:9.2f}  holdout mse {row['holdout_mse']:.4g}"
               + (f"  diverged replans {diverged} (safe fallback played)" if diverged else ""))
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
+    return 0
+
+
+#: Options of `mbrl train` that are PETS's alone.
+_PETS_ONLY = ("particles", "risk", "risk_epsilon", "randomize")
+#: Options of `mbrl train planet` that a resumed run may not change.
+_PLANET_FIXED_ON_RESUME = ("config", "preset", "env_id", "action_repeat", "planner", "horizon",
+                           "population", "iterations", "set", "seed", "out")
+
+
+def _cmd_train_planet(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from mbrl.algorithms.planet import (
+        PlaNetConfig,
+        check_env,
+        make_env,
+        preset,
+        train_planet,
+    )
+    from mbrl.config import from_dict
+    from mbrl.config import load as load_config
+    from mbrl.errors import UserError
+    from mbrl.runs.rundir import completed_episodes, new_run_dir, read_run_config
+
+    pets_only = ["--" + name.replace("_", "-") for name in _PETS_ONLY
+                 if getattr(args, name) is not None]
+    if pets_only:
+        raise UserError(f"{', '.join(pets_only)}: PETS options, not for `mbrl train planet`")
+    if args.resume:
+        refuse_on_resume(args, _PLANET_FIXED_ON_RESUME, "--episodes")
+        run_dir = Path(args.resume)
+        config = read_run_config(PlaNetConfig, run_dir / "config.json", "mbrl train planet")
+        if args.episodes is not None:
+            config = dataclasses.replace(config, episodes=args.episodes)
+        print(f"resuming {run_dir} after {completed_episodes(run_dir)} completed episodes")
+    else:
+        if args.config and args.preset:
+            raise UserError("--config and --preset: give one of them")
+        base = (load_config(PlaNetConfig, args.config) if args.config
+                else preset(args.preset or "planet_paper", args.env_id))
+        values = dataclasses.asdict(base)
+        for name in ("env_id", "episodes", "action_repeat", "seed", "horizon", "planner"):
+            if getattr(args, name) is not None:
+                values[name] = getattr(args, name)
+        if args.planner is not None and args.planner != base.planner:
+            values["planner_settings"] = {}
+        values["planner_settings"] = {**values["planner_settings"], **planner_settings(args)}
+        if "population" in planner_settings(args) and "elites" not in planner_settings(args):
+            values["planner_settings"].pop("elites", None)
+        config = from_dict(PlaNetConfig, values)
+        env = make_env(config)
+        check_env(config, env)  # an env that cannot render, a chunk too long: before any file
+        env.close()
+        run_dir = new_run_dir(args.out or "runs", f"planet-{config.env_id}")
+        print(f"run directory: {run_dir}")
+    try:
+        rows = train_planet(
+            config, run_dir, resume=bool(args.resume),
+            progress=lambda episodes: tqdm(episodes, desc=f"PlaNet {config.env_id}",
+                                           unit="episode"),
+        )
+    except KeyboardInterrupt:
+        print(f"\nmbrl train: interrupted with {completed_episodes(run_dir)} of "
+              f"{config.episodes} episodes saved; continue with: mbrl train planet --resume "
+              f"{run_dir}", file=sys.stderr)
+        return 130
+    for row in rows:
+        evaluation = row["eval_return"]
+        print(f"episode {int(row['episode']):3d}  env steps {int(row['env_steps']):6d}  "
+              f"return {row['return']:8.2f}"
+              + (f"  evaluation {evaluation:8.2f}" if evaluation == evaluation else "")
+              + f"  open-loop mse {row['open_loop_mse']:.4g}")
+    print(f"learning curve: {run_dir / 'learning_curve.png'}; open-loop predictions: "
+          f"{run_dir / 'prediction.png'}")
     return 0
 
 
@@ -481,23 +570,34 @@ def _add_train(commands: Any) -> None:
 
     pets_defaults = PETSConfig()
     train = commands.add_parser(
-        "train", help="learn a dynamics model and plan through it (PETS)", allow_abbrev=False,
-        description="PETS (Chua et al. 2018): random episodes, then fit a probabilistic "
+        "train", help="learn a dynamics model and plan through it (PETS, PlaNet)",
+        allow_abbrev=False,
+        description="pets (Chua et al. 2018): random episodes, then fit a probabilistic "
         "ensemble and plan through it (CEM, or any registered planner), episode after "
-        "episode. Writes config.json, "
-        "metrics.csv, model.pt, replay_buffer.npz and learning_curve.png; --resume continues "
-        "a killed run from its last completed episode.",
+        "episode. planet (Hafner et al. 2019): the same from 64x64 camera frames alone, "
+        "through a recurrent state-space model's latent space (--preset planet_paper, the "
+        "paper's settings, or planet_cpu, sized for a laptop CPU). Both write config.json, "
+        "metrics.csv, model.pt, replay_buffer.npz, learning_curve.png and TensorBoard "
+        "scalars (planet also prediction.png and .mp4: held-out frames beside the model's "
+        "open-loop predictions); --resume continues a killed run from its last completed "
+        "episode.",
         formatter_class=DefaultsOnce,
     )
-    train.add_argument("algorithm", choices=["pets"], help="the algorithm")
+    train.add_argument("algorithm", choices=["pets", "planet"], help="the algorithm")
+    train.add_argument("--preset", choices=["planet_paper", "planet_cpu"],
+                       help="planet's settings: the paper's, or sized for a 2-core CPU "
+                       "(default: planet_paper)")
+    train.add_argument("--threads", type=positive_int,
+                       help="torch threads (a resumed run gives the same results on as many "
+                       "threads as it ran on) (default: torch's)")
     train.add_argument("--config", metavar="FILE",
-                       help="a PETS config (JSON, as a run's config.json); the options below "
-                       "override it (default: the built-in PETS settings)")
+                       help="a PETS or PlaNet config (JSON, as a run's config.json); the "
+                       "options below override it (default: the built-in settings)")
     train.add_argument("--env", dest="env_id",
                        help=f"env id, see `mbrl envs` (default: {pets_defaults.env_id})")
     train.add_argument("--episodes", type=positive_int,
-                       help=f"episodes in all, the first one random "
-                       f"(default: {pets_defaults.episodes})")
+                       help=f"episodes in all, the random ones included "
+                       f"(default: PETS {pets_defaults.episodes}, PlaNet the preset's)")
     train.add_argument("--action-repeat", type=positive_int,
                        help=f"simulator steps per control step "
                        f"(default: {pets_defaults.action_repeat})")

@@ -68,6 +68,7 @@ from mbrl.runs.rundir import (
     read_run_config,
     recover,
     require_same_settings,
+    tensorboard_writer,
 )
 from mbrl.runs.video import try_render, write_video
 
@@ -192,7 +193,7 @@ def train_pets(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG, config)
 
-    board = _tensorboard(run_dir, purge_after=int(rows[-1]["env_steps"]) if rows else None)
+    board = tensorboard_writer(run_dir, purge_after=int(rows[-1]["env_steps"]) if rows else None)
     for episode in progress(range(len(rows), config.episodes)):
         report, controller = None, None
         agent: Agent = RandomAgent(task.action_low, task.action_high, rng)
@@ -222,20 +223,6 @@ def train_pets(
     if board is not None:
         board.close()
     return rows
-
-
-def _tensorboard(run_dir: Path, purge_after: int | None) -> Any:
-    """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed.
-
-    `purge_after`: on resume, the last committed step; events logged after it (by episodes
-    that were killed before their commit) are hidden, so the curves show each episode once.
-    """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # the `tensorboard` extra is optional
-        return None
-    purge_step = None if purge_after is None else purge_after + 1
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
 
 def _mean_or_nan(value: float | None) -> float:

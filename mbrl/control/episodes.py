@@ -70,6 +70,10 @@ class Step:
     next_obs: NDArray[np.float64]
     #: Milliseconds the agent took to choose the action.
     act_ms: float
+    #: Whether the task ended the episode at this step.
+    terminated: bool = False
+    #: Whether the time limit ended it at this step.
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,8 @@ def rollout(
         if buffer is not None:
             buffer.add(obs, applied, next_obs, reward, terminated, truncated)
         if on_step is not None:
-            on_step(Step(len(rewards), obs, applied, float(reward), next_obs, elapsed_ms))
+            on_step(Step(len(rewards), obs, applied, float(reward), next_obs, elapsed_ms,
+                         bool(terminated), bool(truncated)))
         observations.append(next_obs)
         actions.append(applied)
         rewards.append(float(reward))

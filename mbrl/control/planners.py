@@ -57,6 +57,7 @@ from controllers.risk import Objective
 from controllers.validation import ConfigError
 from envs.dynamics import JointSpaceDynamics, SimulatorDynamics
 from mbrl.control.goals import GOALS, QuadraticGoal
+from mbrl.learning.latent_dynamics import LatentDynamics
 from mbrl.learning.models import EnsembleDynamics
 from mbrl.learning.propagation import ModelDynamics, Propagation
 from mbrl.learning.solver_dynamics import ensemble_dynamics, reward_cost
@@ -319,6 +320,17 @@ def model_problem(
                                    _no_final_cost, initial, proposal)
     return PlanningProblem(dynamics, low, high, horizon, generator, gradient,
                            proposal=proposal)
+
+
+def latent_problem(
+    dynamics: LatentDynamics, task: envs.Task, horizon: int, generator: torch.Generator
+) -> PlanningProblem:
+    """Planning in a latent model's space (PlaNet): from a filtered belief's features
+    `[dh + ds]`, through the prior's mean, scored by the reward head. The sampling planners
+    and MCTS plan it; iLQR and DDP are not offered (the reward head is no quadratic cost)."""
+    low, high = _bounds(task)
+    return PlanningProblem(dynamics, low, high, horizon, generator, None,
+                           "a latent model has no quadratic cost of its state")
 
 
 def _no_final_cost(x: torch.Tensor) -> torch.Tensor:

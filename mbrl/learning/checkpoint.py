@@ -14,6 +14,7 @@ naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import pickle
 import warnings
@@ -27,11 +28,14 @@ import torch
 from controllers.policy import NeuralPolicy, PolicyConfig
 from mbrl.files import atomic_open
 from mbrl.learning.models import EnsembleConfig, EnsembleDynamics
+from mbrl.learning.rssm import RSSM, RSSMConfig
 
 #: The tag that marks a checkpoint written by `save_model`.
 FORMAT = "mbrl.EnsembleDynamics"
 #: The tag that marks a policy checkpoint written by `save_policy`.
 POLICY_FORMAT = "mbrl.NeuralPolicy"
+#: The tag that marks a latent model checkpoint written by `save_rssm`.
+RSSM_FORMAT = "mbrl.RSSM"
 #: The newest format version this code writes and reads.
 VERSION = 1
 #: How every file written by `torch.save` begins.
@@ -193,15 +197,92 @@ def load_policy(path: str | Path) -> tuple[NeuralPolicy, dict[str, Any]]:
     return policy, payload["extra"]
 
 
+_RSSM_ENTRIES = {"act_dim": int, "channels": int, "config": dict, "state_dict": dict,
+                 "extra": dict}
+
+
+def save_rssm(model: RSSM, path: str | Path, optimiser: torch.optim.Optimizer | None = None,
+              extra: Mapping[str, Any] | None = None) -> None:
+    """Write a latent model (its settings and weights), the state of its `optimiser` (so
+    that training resumes exactly) and `extra` (plain values) to `path`, atomically."""
+    extra = dict(extra or {})
+    if optimiser is not None:
+        extra["optimiser"] = _plain_optimiser_state(optimiser.state_dict())
+    _check_plain("extra", extra)
+    payload = {
+        "format": RSSM_FORMAT,
+        "version": VERSION,
+        "act_dim": model.act_dim,
+        "channels": model.channels,
+        "config": dataclasses.asdict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_rssm(path: str | Path, optimiser_factory: Callable[[RSSM], torch.optim.Optimizer]
+              | None = None) -> tuple[RSSM, torch.optim.Optimizer | None, dict[str, Any]]:
+    """The latent model saved at `path` by `save_rssm`; with `optimiser_factory`, an optimiser
+    of its parameters with the saved state (None without); and the `extra` values.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: naming the file, for anything that is not one of our latent model
+            checkpoints or does not fit together (as `load_model`).
+    """
+    path = Path(path)
+    payload = _read(path)
+    _check_payload(path, payload, RSSM_FORMAT, "save_rssm", _RSSM_ENTRIES)
+    try:
+        config = RSSMConfig(**payload["config"])
+        model = RSSM(payload["act_dim"], config, channels=payload["channels"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the saved model settings are invalid: {err}") from err
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{path}: the saved weights do not fit the model its settings "
+                         f"describe: {' '.join(str(err).split())}") from err
+    extra = dict(payload["extra"])
+    saved_state = extra.pop("optimiser", None)
+    optimiser = None
+    if optimiser_factory is not None:
+        optimiser = optimiser_factory(model)
+        if saved_state is None:
+            raise ValueError(f"{path} holds no optimiser state to resume training from")
+        try:
+            optimiser.load_state_dict(_optimiser_state(saved_state))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: the saved optimiser state does not fit: {err}") from err
+    return model, optimiser, extra
+
+
+def _plain_optimiser_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An optimiser's `state_dict` with its integer keys as strings (plain to save)."""
+    return {"state": {str(k): v for k, v in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+def _optimiser_state(plain: dict[str, Any]) -> dict[str, Any]:
+    return {"state": {int(k): v for k, v in plain["state"].items()},
+            "param_groups": plain["param_groups"]}
+
+
+_KINDS = {FORMAT: "model checkpoint", POLICY_FORMAT: "policy checkpoint",
+          RSSM_FORMAT: "latent model checkpoint"}
+
+
 def _check_payload(path: Path, payload: Any, fmt: str, writer: str,
                    expected: Mapping[str, type]) -> None:
     """Raise unless `payload` has the layout `writer` writes (format tag `fmt`)."""
-    label = "policy checkpoint" if fmt == POLICY_FORMAT else "model checkpoint"
+    label = _KINDS[fmt]
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         what = type(payload).__name__
         if isinstance(payload, dict):
             what = f"dict without the format tag {fmt!r}"
-            if payload.get("format") in (FORMAT, POLICY_FORMAT):
+            if payload.get("format") in _KINDS:
                 what = f"checkpoint of another kind ({payload['format']})"
         raise ValueError(
             f"{path} is a torch file but not a {label} written by "

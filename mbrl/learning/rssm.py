@@ -31,6 +31,8 @@ from controllers.validation import check_types, require, require_positive
 
 #: The frame size the convolutions take.
 IMAGE_SIZE = 64
+#: Frames per block of the convolutions (`RSSM.conv_block`).
+CONV_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,27 @@ class RSSMConfig:
     bits: int = 5
     #: The floor of the Gaussians' std.
     min_std: float = 0.1
+    #: Latent overshooting (sec. 4): the prior's predictions 2 .. D steps ahead of each
+    #: posterior are also fitted to the posterior there; D = 1 is off (the one-step KL only).
+    overshooting_distance: int = 1
+    #: beta: the weight of the overshooting KL terms (averaged over all distances and steps)
+    #: beside the one-step term.
+    overshooting_scale: float = 1.0
+    #: KL balancing (DreamerV2, Hafner et al. 2021): the share alpha of the KL's gradient
+    #: that trains the prior toward the posterior, 1 - alpha the posterior toward the prior
+    #: (DreamerV2: 0.8); None: off, the plain KL.
+    kl_balance: float | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
-        require_positive(self, "deterministic", "stochastic", "hidden", "depth", "bits")
+        require_positive(self, "deterministic", "stochastic", "hidden", "depth", "bits",
+                         "overshooting_distance")
         require(self, "bits", self.bits <= 8, "must be <= 8")
         require(self, "free_nats", self.free_nats >= 0, "must be >= 0")
         require(self, "min_std", self.min_std > 0, "must be > 0")
+        require(self, "overshooting_scale", self.overshooting_scale >= 0, "must be >= 0")
+        require(self, "kl_balance", self.kl_balance is None or 0 <= self.kl_balance <= 1,
+                "must be in [0, 1] or null")
 
     @property
     def embedding(self) -> int:
@@ -90,8 +106,11 @@ class Losses:
     reward: torch.Tensor
     #: KL(q || p) before the free-nats clamp.
     kl: torch.Tensor
-    #: What is minimised: reconstruction + reward + max(KL, free nats).
+    #: What is minimised: reconstruction + reward + max(KL, free nats) (+ beta times the
+    #: overshooting term where it is on).
     total: torch.Tensor
+    #: KL of the multi-step priors, 2 .. D steps ahead, before the clamp (0 when off).
+    overshooting: torch.Tensor
 
 
 def preprocess(frames: torch.Tensor, bits: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -110,9 +129,20 @@ class RSSM(nn.Module):
     """The model (see the module docstring)."""
 
     def __init__(self, act_dim: int, config: RSSMConfig = RSSMConfig(),
-                 channels: int = 3) -> None:
+                 channels: int = 3, seed: int | None = None) -> None:
         super().__init__()
+        with torch.random.fork_rng(devices=[]):  # the caller's global generator is untouched
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._build(act_dim, config, channels)
+
+    def _build(self, act_dim: int, config: RSSMConfig, channels: int) -> None:
         self.act_dim, self.config, self.channels = act_dim, config, channels
+        #: Frames the convolutions take at once: past a few hundred 64x64 frames their
+        #: activations outgrow the CPU's caches, and a step of the paper's batch (2,550
+        #: frames) runs faster in blocks (`benchmarks/planet_speed.py`). The results are the
+        #: same (each frame is convolved alone); None: all at once.
+        self.conv_block: int | None = CONV_BLOCK
         d, c = config.depth, config
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, d, 4, 2), nn.ReLU(), nn.Conv2d(d, 2 * d, 4, 2), nn.ReLU(),
@@ -150,13 +180,14 @@ class RSSM(nn.Module):
             raise ValueError(f"frames must be [..., {self.channels}, {IMAGE_SIZE}, "
                              f"{IMAGE_SIZE}], got {list(frames.shape)}")
         lead = frames.shape[:-3]
-        return self.encoder(frames.reshape(-1, *frames.shape[-3:])).reshape(*lead, -1)
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        return _in_blocks(self.encoder, flat, self.conv_block).reshape(*lead, -1)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Frame means `[..., C, 64, 64]` of features `[..., dh + ds]`."""
         lead = features.shape[:-1]
         x = self.decoder_input(features.reshape(-1, features.shape[-1]))
-        x = self.decoder(x[:, :, None, None])
+        x = _in_blocks(self.decoder, x[:, :, None, None], self.conv_block)
         return x.reshape(*lead, *x.shape[1:])
 
     def _gaussian(self, stats: torch.Tensor, generator: torch.Generator | None
@@ -209,7 +240,10 @@ class RSSM(nn.Module):
         """The negative ELBO of chunks: uint8 frames `[B, T + 1, C, 64, 64]` (`o_0 .. o_T`),
         actions `[B, T, du]` (`a_t` taken at `o_t`), rewards `[B, T]` (`r_t` for `a_t`). The
         first frame is filtered from the zero state with a zero action; the losses cover the
-        `T` steps after it.
+        `T` steps after it. With `overshooting_distance` D > 1, the prior is also rolled
+        2 .. D steps from every posterior and its KL to the (fixed) posterior there added,
+        weighted by `overshooting_scale` (latent overshooting, eq. 7); with `kl_balance`
+        alpha, each KL term's gradient is split alpha : 1 - alpha between prior and posterior.
 
         Raises:
             ValueError: naming the argument, for a wrong shape or dtype, or NaN actions.
@@ -232,11 +266,81 @@ class RSSM(nn.Module):
         reward = 0.5 * (self.reward_head(features)[..., 0] - rewards).pow(2).mean()
         kl = torch.stack([_kl(q, p) for q, p in zip(posteriors, priors, strict=True)],
                          dim=1)  # [B, T]
-        total = reconstruction + reward + kl.mean().clamp_min(self.config.free_nats)
-        return Losses(reconstruction, reward, kl.mean(), total)
+        balanced = torch.stack([self._kl_term(q, p) for q, p in zip(posteriors, priors,
+                                                                  strict=True)], dim=1)
+        c = self.config
+        total = reconstruction + reward + balanced.mean().clamp_min(c.free_nats)
+        overshooting = torch.zeros(())
+        if c.overshooting_distance > 1 and t > 1:
+            overshooting, term = self._overshooting([first, *posteriors], actions, generator)
+            total = total + c.overshooting_scale * term.clamp_min(c.free_nats)
+        return Losses(reconstruction, reward, kl.mean(), total, overshooting.detach())
+
+    def _kl_term(self, q: State, p: State) -> torch.Tensor:
+        """The KL that is minimised `[B]`: plain, or balanced between prior and posterior."""
+        alpha = self.config.kl_balance
+        if alpha is None:
+            return _kl(q, p)
+        return alpha * _kl(_detached(q), p) + (1 - alpha) * _kl(q, _detached(p))
+
+    def _overshooting(self, posteriors: list[State], actions: torch.Tensor,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean KL, and the mean minimised KL term, of the priors `d` = 2 .. D steps
+        ahead of every posterior to the posterior there (`posteriors[i]` is `q(s_i)` of
+        chunk step `i`, `0 .. T`; actions `[B, T, du]`)."""
+        b, t = actions.shape[:2]
+        starts = _stack(posteriors[:-1])  # [B, T] flattened: start step i = 0 .. T-1
+        targets = _stack(posteriors[1:])  # q(s_{i+1}) .. for the start i
+        padded = torch.cat([actions, actions.new_zeros(b, self.config.overshooting_distance,
+                                                       actions.shape[-1])], dim=1)
+        state = _flat(starts)
+        kls, terms, counts = [], [], []
+        for d in range(1, min(self.config.overshooting_distance, t) + 1):
+            # From start i, the d-th step takes a_{i+d-1} and predicts s_{i+d}.
+            step_actions = padded[:, d - 1: d - 1 + t].reshape(b * t, -1)
+            state = self.prior(state, step_actions, generator)
+            if d == 1:
+                continue  # the one-step term is the ELBO's own
+            valid = t - d + 1  # starts 0 .. T-d reach a target
+            prior = _unflat(state, b, t)
+            target = State(*(torch.roll(x, shifts=-(d - 1), dims=1)[:, :valid]
+                             for x in (targets.h, targets.s, targets.mean, targets.std)))
+            predicted = State(*(x[:, :valid] for x in (prior.h, prior.s, prior.mean, prior.std)))
+            fixed = _detached(target)
+            kls.append(_kl(fixed, predicted).sum())
+            terms.append(self._kl_term(fixed, predicted).sum())
+            counts.append(b * valid)
+        total = sum(counts)
+        return torch.stack(kls).sum() / total, torch.stack(terms).sum() / total
+
+
+def _in_blocks(net: nn.Module, x: torch.Tensor, block: int | None) -> torch.Tensor:
+    """`net(x)` of a batch `[N, ...]`, computed `block` rows at a time."""
+    if block is None or x.shape[0] <= block:
+        return net(x)
+    return torch.cat([net(part) for part in x.split(block)])
 
 
 def _kl(q: State, p: State) -> torch.Tensor:
-    """KL(q || p) of diagonal Gaussians, summed over the state `[B]`."""
+    """KL(q || p) of diagonal Gaussians, summed over the state `[...]`."""
     ratio = (q.std / p.std).pow(2)
     return 0.5 * (ratio + ((q.mean - p.mean) / p.std).pow(2) - 1 - ratio.log()).sum(-1)
+
+
+def _detached(state: State) -> State:
+    return State(state.h.detach(), state.s.detach(), state.mean.detach(), state.std.detach())
+
+
+def _stack(states: list[State]) -> State:
+    """States `[B, ...]` stacked along time, `[B, T, ...]`."""
+    return State(*(torch.stack([getattr(x, name) for x in states], dim=1)
+                   for name in ("h", "s", "mean", "std")))
+
+
+def _flat(state: State) -> State:
+    return State(*(x.reshape(-1, x.shape[-1]) for x in (state.h, state.s, state.mean,
+                                                         state.std)))
+
+
+def _unflat(state: State, b: int, t: int) -> State:
+    return State(*(x.reshape(b, t, -1) for x in (state.h, state.s, state.mean, state.std)))

@@ -7,6 +7,7 @@ display.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,52 @@ def plot_trajectory(rows: Sequence[Mapping[str, float]], path: Path, title: str)
     save_png(fig, path)
 
 
-def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
-    """Episode return against environment steps, and the model's holdout error, as a PNG."""
+def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: str,
+                        error_key: str = "holdout_mse",
+                        error_label: str = "model holdout MSE") -> None:
+    """Episode return against environment steps (and noise-free evaluation returns where
+    rows have `eval_return`), and the model's error `error_key`, as a PNG."""
     steps = [r["env_steps"] for r in rows]
     fig = new_figure(figsize=(7, 6))
     ret, err = fig.subplots(2, 1, sharex=True)
-    ret.plot(steps, [r["return"] for r in rows], marker="o", color="tab:blue")
+    ret.plot(steps, [r["return"] for r in rows], marker="o", color="tab:blue",
+             label="training episode")
+    evaluated = [(r["env_steps"], r["eval_return"]) for r in rows
+                 if not math.isnan(r.get("eval_return", math.nan))]
+    if evaluated:
+        ret.plot(*zip(*evaluated, strict=True), marker="s", color="tab:green",
+                 label="evaluation (no exploration noise)")
+        ret.legend(fontsize=8)
     ret.set_ylabel("episode return")
     ret.grid(alpha=0.3)
-    err.plot(steps, [r["holdout_mse"] for r in rows], marker="o", color="tab:red")
-    err.set_ylabel("model holdout MSE")
+    err.plot(steps, [r[error_key] for r in rows], marker="o", color="tab:red")
+    err.set_ylabel(error_label)
     err.set_yscale("log")
     err.set_xlabel("environment steps")
     err.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_open_loop(truth: Any, predicted: Any, path: Path, context: int, title: str,
+                   columns: int = 9) -> None:
+    """PlaNet's figure: true frames (top) over the model's open-loop predictions (bottom),
+    `[K, C, H, W]` uint8 each, at `columns` evenly spaced steps after `context` filtered
+    frames, as a PNG."""
+    k = truth.shape[0]
+    picks = sorted({round(i * (k - 1) / max(columns - 1, 1)) for i in range(columns)})
+    fig = new_figure(figsize=(1.2 * len(picks), 3.0))
+    axes = fig.subplots(2, len(picks), squeeze=False)
+    for column, step in enumerate(picks):
+        for row, frames in enumerate((truth, predicted)):
+            axis = axes[row][column]
+            axis.imshow(frames[step].transpose(1, 2, 0))
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[0][column].set_title(f"t={context + step + 1}", fontsize=8)
+    axes[0][0].set_ylabel("truth", fontsize=8)
+    axes[1][0].set_ylabel("open loop", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_png(fig, path)

@@ -228,3 +228,17 @@ def _digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def tensorboard_writer(run_dir: Path, purge_after: int | None) -> Any:
+    """A TensorBoard writer into `run_dir/tensorboard`, or None where it is not installed.
+
+    `purge_after`: on resume, the last committed step; events logged after it (by episodes
+    that were killed before their commit) are hidden, so the curves show each episode once.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the `tensorboard` extra is optional
+        return None
+    purge_step = None if purge_after is None else purge_after + 1
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,14 @@ def try_render(env: envs.RobotEnv, width: int = 320, height: int = 240) -> np.nd
         return None
 
 
-def write_video(frames: list[np.ndarray | None], path: Path, fps: int) -> Path | None:
+def write_video(frames: Sequence[np.ndarray | None], path: Path, fps: int) -> Path | None:
     """Write `frames` as an MP4; None (and no file) if a frame is missing or no encoder."""
     if not frames or any(f is None for f in frames):
         return None
     try:
         import imageio.v2 as imageio
 
-        imageio.mimwrite(path, frames, fps=fps, macro_block_size=8)  # type: ignore[arg-type]
+        imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=8)  # type: ignore[arg-type]
     except Exception as error:  # imageio-ffmpeg missing: the run is complete without video
         log.warning("could not write %s: %s", path, error)
         path.unlink(missing_ok=True)
