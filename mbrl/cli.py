@@ -437,17 +437,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from mbrl.algorithms.distill import evaluate_student, is_distill_run
     from mbrl.algorithms.pets import evaluate_pets
+    from mbrl.algorithms.planet import evaluate_planet, is_planet_run
     from mbrl.errors import UserError
 
-    if is_distill_run(Path(args.run_dir)):
+    run_dir = Path(args.run_dir)
+    student, latent = is_distill_run(run_dir), is_planet_run(run_dir)
+    if student or latent:
         shifted = [f"--{name.replace('_', '-')}" for name in ("env", "physics", "risk",
                                                               "risk_epsilon")
                    if getattr(args, name) is not None]
         if shifted:
-            raise UserError(f"{', '.join(shifted)}: not for a distilled student (it runs on "
-                            "its own robot)")
-        result = evaluate_student(Path(args.run_dir), episodes=args.episodes, seed=args.seed,
-                                  video=not args.no_video)
+            what = "a distilled student" if student else "a PlaNet run"
+            raise UserError(f"{', '.join(shifted)}: not for {what} (it runs on its own "
+                            "robot)")
+        evaluate = evaluate_student if student else evaluate_planet
+        result = evaluate(run_dir, episodes=args.episodes, seed=args.seed,
+                          video=not args.no_video)
         print(json.dumps(result, indent=2))
         return 0
 
@@ -643,7 +648,7 @@ def add_risk(parser: argparse.ArgumentParser, risk_default: str, epsilon_default
 def _add_eval(commands: Any) -> None:
     """`mbrl eval`."""
     evaluate = commands.add_parser(
-        "eval", help="replay a trained run's model and planner, or its student",
+        "eval", help="replay a trained run's model and planner (PETS, PlaNet), or its student",
         allow_abbrev=False,
         description="Load RUN_DIR's model and planner settings (a `mbrl train` run) or its "
         "student (a `mbrl distill` run), run episodes, and write eval.json (and eval.mp4 of "

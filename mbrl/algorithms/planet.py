@@ -27,6 +27,7 @@ number of torch threads: reductions split across threads add in another order).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import time
@@ -44,7 +45,13 @@ from controllers.validation import ConfigError, check_types, require, require_po
 from mbrl.config import from_dict, require_known_env
 from mbrl.control.episodes import Agent, RandomAgent, Step, rollout
 from mbrl.control.latent_mpc import LatentMPC, frame_tensor
-from mbrl.control.planners import build_planner, latent_problem, planner_spec, require_planner
+from mbrl.control.planners import (
+    build_planner,
+    latent_problem,
+    planner_names,
+    planner_spec,
+    require_planner,
+)
 from mbrl.errors import RunDirError, UserError
 from mbrl.files import read_json, write_csv, write_json
 from mbrl.learning.checkpoint import load_rssm, save_rssm
@@ -138,9 +145,10 @@ class PlaNetConfig:
                          "chunk_length", "train_steps", "horizon")
         for name in ("learning_rate", "adam_epsilon", "grad_clip"):
             require(self, name, getattr(self, name) > 0, "must be > 0")
-        require_planner(self)
-        require(self, "planner", not planner_spec(self.planner).gradient_based,
+        require(self, "planner", self.planner not in planner_names()
+                or not planner_spec(self.planner).gradient_based,
                 "must be a sampling planner or mcts: a latent model has no quadratic cost")
+        require_planner(self)
         require(self, "seed_episodes", self.seed_episodes <= self.episodes,
                 f"must not exceed episodes ({self.episodes})")
         require(self, "episode_steps", self.episode_steps is None or self.episode_steps >= 1,
@@ -381,8 +389,8 @@ class HeldoutEpisode:
 
 def heldout_episode(config: PlaNetConfig) -> HeldoutEpisode:
     """`CONTEXT + PREDICTED` steps of random actions from the held-out seed, on the run's
-    robot (the same on every call)."""
-    env = make_env(config)
+    robot at its action repeat, whatever the run's episode length (the same on every call)."""
+    env = make_env(dataclasses.replace(config, episode_steps=None))
     rng = np.random.default_rng(HELDOUT_SEED)
     task = env.task
     replay = FrameReplay((3, env.height, env.width), task.act_dim)

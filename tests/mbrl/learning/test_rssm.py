@@ -5,13 +5,17 @@ closer to the truth than a blank frame."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+import envs
 from controllers import CEM, CEMConfig
+from mbrl.control.planners import build_planner, latent_problem
 from mbrl.learning.latent_dynamics import LatentDynamics
-from mbrl.learning.rssm import RSSM, RSSMConfig, preprocess
+from mbrl.learning.rssm import RSSM, RSSMConfig, State, preprocess
 
 SMALL = RSSMConfig(deterministic=32, stochastic=8, hidden=32, depth=8, free_nats=1.0)
 
@@ -144,3 +148,73 @@ def test_cem_through_the_latent_model_plans_the_known_best_action(
         plan = planner.plan(dynamics.state_of(filtered[-1])[episode])
         assert plan.actions.shape == (3, 2)
         assert float(plan.actions[0, 0]) > 0.5, (episode, plan.actions)
+
+
+@pytest.mark.parametrize("planner", ["cem", "icem", "mppi", "random-shooting"])
+def test_every_sampling_planner_plans_through_the_latent_problem(
+    trained: tuple[RSSM, list[dict[str, float]]], planner: str,
+) -> None:
+    model, _ = trained
+    frames, _actions, _ = moving_square(4, 1, 4)
+    with torch.no_grad():
+        embeddings = model.encode(preprocess(frames, 5, None))
+        belief = model.posterior(model.prior(model.initial(1), torch.zeros(1, 2)),
+                                 embeddings[:, 0])
+    task = envs.make("dmc/reacher-easy").task  # any task with two actions in [-1, 1]
+    problem = latent_problem(LatentDynamics(model), task, 3, torch.Generator().manual_seed(0))
+    plan = build_planner(planner, problem, population=128).plan(belief.features()[0])
+    assert float(plan.actions[0, 0]) > 0.3, (planner, plan.actions)
+    with pytest.raises(Exception, match="no quadratic cost"):
+        build_planner("ilqr", problem)
+
+
+def _gaussians(seed: int) -> tuple[State, State]:
+    g = torch.Generator().manual_seed(seed)
+    def one() -> State:
+        mean = torch.randn(3, 4, generator=g).requires_grad_()
+        std = (0.5 + torch.rand(3, 4, generator=g)).requires_grad_()
+        return State(torch.zeros(3, 2), mean, mean, std)
+    return one(), one()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.8, 1.0])
+def test_kl_balancing_keeps_the_kl_and_splits_its_gradient(alpha: float) -> None:
+    plain = RSSM(2, SMALL)
+    balanced = RSSM(2, dataclasses.replace(SMALL, kl_balance=alpha))
+    q, p = _gaussians(0)
+    torch.testing.assert_close(balanced._kl_term(q, p), plain._kl_term(q, p))
+    grads = torch.autograd.grad(plain._kl_term(q, p).sum(), [q.mean, p.mean])
+    shared = torch.autograd.grad(balanced._kl_term(q, p).sum(), [q.mean, p.mean])
+    # The prior's share is alpha, the posterior's 1 - alpha.
+    torch.testing.assert_close(shared[0], (1 - alpha) * grads[0])
+    torch.testing.assert_close(shared[1], alpha * grads[1])
+
+
+def test_latent_overshooting_adds_multistep_kl_terms_only_when_on() -> None:
+    frames, actions, rewards = moving_square(5, 2, 6)
+    off = RSSM(2, SMALL, seed=0).loss(frames, actions, rewards, torch.Generator().manual_seed(0))
+    assert float(off.overshooting) == 0.0
+    config = dataclasses.replace(SMALL, overshooting_distance=4, overshooting_scale=0.0)
+    zero = RSSM(2, config, seed=0).loss(frames, actions, rewards,
+                                        torch.Generator().manual_seed(0))
+    # Weighted 0, the extra terms leave the objective as it was (and are still measured).
+    assert float(zero.total.detach()) == pytest.approx(float(off.total.detach()), rel=1e-6)
+    assert float(zero.overshooting) > 0
+    weighted = RSSM(2, dataclasses.replace(config, overshooting_scale=1.0, free_nats=0.0),
+                    seed=0)
+    losses = weighted.loss(frames, actions, rewards, torch.Generator().manual_seed(0))
+    assert float(losses.total) == pytest.approx(
+        float(losses.reconstruction + losses.reward + losses.kl + losses.overshooting),
+        rel=1e-5)
+
+
+def test_the_convolutions_in_blocks_give_the_same_frames() -> None:
+    model = RSSM(2, SMALL, seed=0)
+    frames = preprocess(moving_square(6, 3, 4)[0], 5, None)
+    whole = model.encode(frames)
+    model.conv_block = 4
+    torch.testing.assert_close(model.encode(frames), whole)
+    features = torch.randn(15, 40)
+    blocked = model.decode(features)
+    model.conv_block = None
+    torch.testing.assert_close(model.decode(features), blocked)
