@@ -2,6 +2,7 @@
 
     python -m benchmarks.planet_learning --preset planet_cpu --seeds 0 1
     python -m benchmarks.planet_learning --preset planet_cpu --seeds 0 1 --summarise-only
+    python -m benchmarks.planet_learning --preset planet_paper --seeds 0 --workers 1 --threads 2
 
 Each seed is one `train_planet` run of the preset (run directories under `--runs`; a killed
 benchmark resumes each where it stopped), the seeds in parallel, one torch thread each.
@@ -27,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from benchmarks.jobs import Job, run_jobs
 from benchmarks.provenance import RESULTS, provenance
@@ -39,8 +41,10 @@ PUBLISHED = {"PlaNet (CURL table)": 297.0, "Dreamer": 326.0, "DreamerV3": 550.0}
 TARGETS = {"planet_cpu": (400.0, 50_000, 2.5), "planet_paper": (600.0, 100_000, None)}
 
 
-def run_seed(config: PlaNetConfig, run_dir: Path) -> dict[str, Any]:
-    """One seed's run (resumed where it stopped); its metrics and the worker's peak memory."""
+def run_seed(config: PlaNetConfig, run_dir: Path, threads: int = 1) -> dict[str, Any]:
+    """One seed's run (resumed where it stopped) on `threads` torch threads; its metrics and
+    the worker's peak memory."""
+    torch.set_num_threads(threads)
     started = time.perf_counter()
     rows = train_planet(config, run_dir, resume=run_dir.exists())
     return {"metrics": rows, "wall_s_this_call": time.perf_counter() - started,
@@ -62,6 +66,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, help="override the preset's episodes")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per seed")
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-planet"))
     parser.add_argument("--summarise-only", action="store_true",
                         help="write the results from the run directories as they are")
@@ -75,7 +80,8 @@ def main() -> None:
     jobs = {}
     if not args.summarise_only:
         planned = [Job(f"{args.preset}-seed{seed}", run_seed,
-                       (dataclasses.replace(config, seed=seed), run_dirs[seed]), [])
+                       (dataclasses.replace(config, seed=seed), run_dirs[seed], args.threads),
+                       [])
                    for seed in args.seeds]
         jobs = run_jobs(planned, args.runs / "jobs", args.workers)
     seeds = {str(seed): {"metrics": read_metrics(run_dirs[seed]),
@@ -85,6 +91,7 @@ def main() -> None:
     payload = {
         "benchmark": "planet_learning", **provenance(),
         "preset": args.preset,
+        "threads_per_seed": args.threads,
         "config": dataclasses.asdict(config) | {"seed": args.seeds},
         "published_100k": PUBLISHED,
         "seeds": seeds,

@@ -165,11 +165,12 @@ PAPER_ACTION_REPEAT = {
 
 #: Named settings: `mbrl train planet --preset NAME` (options given alongside override them).
 #: `planet_paper` is the paper's agent; `planet_cpu` is sized from the throughput measured on
-#: a 2-core laptop CPU (`benchmarks/planet_speed.py`): a gradient step of the paper's model
-#: on B=50 chunks of L=50 takes 8 s there on two threads, 15 s on one, and a CEM replan
-#: with 1000 candidates x 10 iterations 1.2 s; the CPU preset's take 0.7 s and about 0.1 s
-#: on one thread, so an episode of the cart-pole (125 control steps) trains and runs in about
-#: two minutes, and 50 episodes (50,000 env steps) fit in two hours.
+#: a 2-core laptop CPU (`benchmarks/planet_speed.py`): there a gradient step of the paper's
+#: model on B=50 chunks of L=50 takes 11.2 s on one thread (5.8 s on two) and a CEM replan
+#: with 1000 candidates x 10 iterations 1.3 s, so an episode of the cart-pole takes about 20
+#: minutes on one core; the CPU preset's step takes 0.77 s and its replan 0.13 s on one
+#: thread, and two seeds side by side ran 50 episodes (50,000 env steps) in 1.8 hours
+#: (`benchmarks/planet_learning.py`).
 PRESETS: dict[str, dict[str, Any]] = {
     "planet_paper": {},
     "planet_cpu": {
