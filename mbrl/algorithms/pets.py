@@ -66,6 +66,7 @@ from mbrl.runs.rundir import (
     latest_checkpoint,
     publish,
     read_run_config,
+    read_run_file,
     recover,
     require_same_settings,
     tensorboard_writer,
@@ -260,7 +261,7 @@ def load_run(run_dir: Path) -> tuple[PETSConfig, EnsembleDynamics]:
     config = _read_config(run_dir / CONFIG)
     # The last committed checkpoint is the run's own; the published copy may lag it by a kill.
     checkpoint = latest_checkpoint(run_dir)
-    return config, _load(load_model, (checkpoint or run_dir) / MODEL)
+    return config, read_run_file(load_model, (checkpoint or run_dir) / MODEL)
 
 
 def evaluate_pets(
@@ -506,8 +507,8 @@ def _restore(
     if done != checkpoint_episode(checkpoint) + 1:
         raise RunDirError(f"{progress_path} counts {done} episodes, but the checkpoint is "
                           f"of episode {checkpoint_episode(checkpoint)}")
-    buffer = _load(ReplayBuffer.load, checkpoint / BUFFER)
-    model = _load(load_model, checkpoint / MODEL)
+    buffer = read_run_file(ReplayBuffer.load, checkpoint / BUFFER)
+    model = read_run_file(load_model, checkpoint / MODEL)
     for what, (obs_dim, act_dim) in (("buffer", (buffer.obs_dim, buffer.act_dim)),
                                       ("model", (model.obs_dim, model.act_dim))):
         if (obs_dim, act_dim) != dims:
@@ -548,16 +549,6 @@ def _record_changes(
     log.info("resuming %s at episode %d with %s", run_dir, at_episode, changed)
     write_json(run_dir / CONFIG, config)
     return [*changes, {"at_episode": at_episode, "changed": changed}]
-
-
-def _load(reader: Callable[[Path], Any], path: Path) -> Any:
-    """`reader(path)`, its refusal of a missing or damaged file turned into `RunDirError`."""
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: the run directory is incomplete")
-    try:
-        return reader(path)
-    except ValueError as error:
-        raise RunDirError(str(error)) from None
 
 
 def _parse_row(row: dict[str, str]) -> dict[str, float]:

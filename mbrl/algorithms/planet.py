@@ -72,6 +72,7 @@ from mbrl.runs.rundir import (
     latest_checkpoint,
     publish,
     read_run_config,
+    read_run_file,
     recover,
     require_same_settings,
     tensorboard_writer,
@@ -462,7 +463,7 @@ def load_run(run_dir: Path) -> tuple[PlaNetConfig, RSSM]:
         raise RunDirError(f"{run_dir} is not a run directory (no such folder)")
     config = read_run_config(PlaNetConfig, run_dir / CONFIG, "mbrl train planet")
     checkpoint = latest_checkpoint(run_dir)
-    model, _, _ = _load(lambda path: load_rssm(path), (checkpoint or run_dir) / MODEL)
+    model, _, _ = read_run_file(lambda path: load_rssm(path), (checkpoint or run_dir) / MODEL)
     return config, model
 
 
@@ -558,15 +559,17 @@ def _restore(run_dir: Path, config: PlaNetConfig, rng: np.random.Generator,
     if config.episodes < done:
         raise RunDirError(f"cannot resume {run_dir} with episodes={config.episodes}: "
                           f"{done} episodes are done already")
-    replay = _load(FrameReplay.load, checkpoint / BUFFER)
+    replay = read_run_file(FrameReplay.load, checkpoint / BUFFER)
     if len(replay) != frames:
         raise RunDirError(f"{checkpoint / BUFFER} holds {len(replay)} frames, but "
                           f"{progress_path} says {frames}")
-    model, optimiser, _ = _load(lambda path: load_rssm(path, make_optimiser(config)),
-                                checkpoint / MODEL)
+    model, optimiser, _ = read_run_file(lambda path: load_rssm(path, make_optimiser(config)),
+                                        checkpoint / MODEL)
+    assert optimiser is not None  # load_rssm refuses a checkpoint without one
     with (checkpoint / METRICS).open() as handle:
-        rows = [{k: int(v) if k in ("episode", "env_steps") else float(v)
-                 for k, v in row.items()} for row in csv.DictReader(handle)]
+        rows: list[dict[str, float]] = [
+            {k: int(v) if k in ("episode", "env_steps") else float(v) for k, v in row.items()}
+            for row in csv.DictReader(handle)]
     if len(rows) != done:
         raise RunDirError(f"{checkpoint / METRICS} holds {len(rows)} episodes, but "
                           f"{progress_path} says {done}")
@@ -577,13 +580,3 @@ def _restore(run_dir: Path, config: PlaNetConfig, rng: np.random.Generator,
                               "changed": {"episodes": [stored.episodes, config.episodes]}}]
         write_json(run_dir / CONFIG, config)
     return replay, model, optimiser, rows, changes
-
-
-def _load(reader: Callable[[Path], Any], path: Path) -> Any:
-    """`reader(path)`, its refusal of a missing or damaged file turned into `RunDirError`."""
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: the run directory is incomplete")
-    try:
-        return reader(path)
-    except ValueError as error:
-        raise RunDirError(str(error)) from None

@@ -95,6 +95,17 @@ def read_run_config(cls: type[T], path: Path, command: str) -> T:
         raise RunDirError(str(error)) from None
 
 
+def read_run_file(reader: Callable[[Path], T], path: Path) -> T:
+    """`reader(path)` of a file a run directory needs, its refusal of a missing or damaged
+    file (`ValueError`) turned into `RunDirError`."""
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: the run directory is incomplete")
+    try:
+        return reader(path)
+    except ValueError as error:
+        raise RunDirError(str(error)) from None
+
+
 def require_same_settings(config: Any, stored: Any, resumable: Sequence[str],
                           source: str) -> None:
     """Raise `RunDirError` unless the config dataclasses `config` and `stored` (read from
