@@ -44,6 +44,12 @@ class QuadraticCost:
         dx, du = _offset(x, self.x_ref), _offset(u, self.u_ref)
         return 0.5 * (dx @ self.Q @ dx + du @ self.R @ du)
 
+    def values(self, xs: torch.Tensor, us: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """The cost `[H]` of each row of `xs` `[H, dx]` and `us` `[H, du]`."""
+        dx, du = _offset(xs, self.x_ref), _offset(us, self.u_ref)
+        Q, R = self.Q.to(xs.dtype), self.R.to(xs.dtype)
+        return 0.5 * (((dx @ Q) * dx).sum(-1) + ((du @ R) * du).sum(-1))
+
     def derivatives(
         self, xs: torch.Tensor, us: torch.Tensor, steps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,6 +149,12 @@ class ResidualCost:
         """The cost `[]` of `x` `[dx]` and `u` `[du]`."""
         r, du = self.residual(x), _offset(u, self.u_ref)
         return 0.5 * (r @ self.W @ r + du @ self.R @ du)
+
+    def values(self, xs: torch.Tensor, us: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """The cost `[H]` of each row of `xs` `[H, dx]` and `us` `[H, du]`."""
+        r, du = vmap(self.residual)(xs), _offset(us, self.u_ref)
+        W, R = self.W.to(xs.dtype), self.R.to(xs.dtype)
+        return 0.5 * (((r @ W) * r).sum(-1) + ((du @ R) * du).sum(-1))
 
     def derivatives(
         self, xs: torch.Tensor, us: torch.Tensor, steps: torch.Tensor

@@ -12,7 +12,14 @@ for nonlinear biological movement systems"). DDP adds the dynamics' second-order
 `V_x . f_xx` to the backward pass (Mayne 1966; Tassa, Erez & Todorov 2012, "Synthesis and
 stabilization of complex behaviors through online trajectory optimization", whose
 Levenberg-Marquardt schedule on `V_xx` this follows: `mu` grows by a factor that itself grows
-while steps fail and shrinks back after successes).
+while steps fail and shrinks back after successes). DDP adds `mu I` to `Q_uu` as well: with the
+dynamics' curvature in `Q_xx` the value's Hessian can turn indefinite, and `V_xx + mu I` alone
+then makes it more negative as `mu` grows (from a cold start on a pendulum, every backward pass
+failed); the control-space term shrinks the step instead, as Crocoddyl's regularisation does.
+
+The backward pass (with its box QPs) is one Numba-compiled kernel over float64 arrays, and the
+forward pass is a Python loop over the horizon that calls only the dynamics: per-step Python
+and NumPy calls, not arithmetic, were most of an iteration's time on small robots.
 
 Stopping rules, checked after every iteration and reported in `ILQRResult.stop_reason`:
 
@@ -35,10 +42,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numba import njit
 from numpy.typing import NDArray
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
-from controllers.box_qp import cholesky_solve, solve_box_qp
+from controllers.box_qp import (
+    NOT_POSITIVE_DEFINITE,
+    box_qp_kernel,
+    cholesky,
+    cholesky_solve_into,
+)
 from controllers.protocols import ModelDivergedError, Plan
 from controllers.sampling import initial_mean
 from controllers.validation import (
@@ -58,7 +71,8 @@ DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SECOND_DERIVATIVE_STEP = 1e-4
 #: `cost(x [dx], u [du], t) -> []` (the running cost) and `final_cost(x [dx]) -> []`, torch
 #: functions differentiated by torch.func, unless they carry their own `derivatives` (as the
-#: quadratic costs of `controllers.costs` do), which are then used.
+#: quadratic costs of `controllers.costs` do), which are then used; a running cost's own
+#: `values(xs [H, dx], us [H, du], steps [H]) -> [H]`, where given, prices a whole trajectory.
 CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 FinalCostFn = Callable[[torch.Tensor], torch.Tensor]
 Array = NDArray[np.float64]
@@ -447,54 +461,103 @@ def _backward_pass(
     warm_offsets: Array,
 ) -> tuple[Array, Array, tuple[float, float]] | None:
     """Offsets k `[H, du]`, gains K `[H, du, dx]` and the expected decrease terms, or None
-    where a regularised Q_uu is not positive definite. NumPy float64: the matrices are small
-    and a NumPy call costs a fraction of a torch op."""
+    where a regularised Q_uu is not positive definite (`_backward_kernel` on float64 arrays)."""
     fx, fu, lx, lu, lxx, luu, lux = (
-        _float64(getattr(d, name)) for name in ("fx", "fu", "lx", "lu", "lxx", "luu", "lux")
+        _contiguous(getattr(d, name)) for name in ("fx", "fu", "lx", "lu", "lxx", "luu", "lux")
     )
-    second = None
-    if d.fxx is not None and d.fuu is not None and d.fux is not None:
-        second = _float64(d.fxx), _float64(d.fuu), _float64(d.fux)
     horizon, dx, du = fu.shape
-    identity = np.eye(dx)
-    V_x, V_xx = lx[-1], lxx[-1]
+    second_order = d.fxx is not None and d.fuu is not None and d.fux is not None
+    if second_order:
+        fxx, fuu, fux = (_contiguous(d.fxx), _contiguous(d.fuu),  # type: ignore[arg-type]
+                         _contiguous(d.fux))  # type: ignore[arg-type]
+    else:  # never read
+        fxx, fuu, fux = np.empty((0, 0, 0, 0)), np.empty((0, 0, 0, 0)), np.empty((0, 0, 0, 0))
+    low, high = (np.full(du, -np.inf), np.full(du, np.inf)) if limits is None else limits
     offsets, gains = np.empty((horizon, du)), np.zeros((horizon, du, dx))
+    expected = np.zeros(2)
+    ok = _backward_kernel(
+        fx, fu, lx, lu, lxx, luu, lux, second_order, fxx, fuu, fux, mu,
+        np.ascontiguousarray(controls), limits is not None, low, high, warm_offsets, offsets,
+        gains, expected,
+    )
+    return (offsets, gains, (float(expected[0]), float(expected[1]))) if ok else None
+
+
+@njit(cache=True)
+def _backward_kernel(
+    fx: Array, fu: Array, lx: Array, lu: Array, lxx: Array, luu: Array, lux: Array,
+    second_order: bool, fxx: Array, fuu: Array, fux: Array, mu: float, controls: Array,
+    limited: bool, low: Array, high: Array, warm_offsets: Array, offsets: Array, gains: Array,
+    expected: Array,
+) -> bool:  # pragma: no cover - compiled; exercised through ilqr
+    """The backward pass, from `t = H - 1` down to 0 (Tassa et al. 2012, eqs. 5-6 and 10-11;
+    with `limited`, the box QP of Tassa et al. 2014 for `k_t` and zero gains on its clamped
+    dimensions). Writes `offsets`, `gains` and `expected` = (sum k'Q_u, sum k'Q_uu k / 2);
+    False where a regularised Q_uu is not positive definite."""
+    horizon, dx, du = fu.shape
+    V_x, V_xx = lx[horizon].copy(), lxx[horizon].copy()
+    V_reg = np.empty((dx, dx))
+    factor = np.zeros((du, du))
+    free = np.empty(du, dtype=np.bool_)
+    k, Q_uu_k = np.empty(du), np.empty(du)
     linear, quadratic = 0.0, 0.0
-    for t in reversed(range(horizon)):
-        fx_t, fu_t = fx[t], fu[t]
-        Q_x = lx[t] + fx_t.T @ V_x
-        Q_u = lu[t] + fu_t.T @ V_x
-        Q_xx = lxx[t] + fx_t.T @ V_xx @ fx_t
-        V_reg = V_xx + mu * identity
-        Q_uu = luu[t] + fu_t.T @ V_reg @ fu_t
-        Q_ux = lux[t] + fu_t.T @ V_reg @ fx_t
-        if second is not None:
-            Q_xx = Q_xx + np.einsum("i,ijk->jk", V_x, second[0][t])
-            Q_uu = Q_uu + np.einsum("i,ijk->jk", V_x, second[1][t])
-            Q_ux = Q_ux + np.einsum("i,ijk->jk", V_x, second[2][t])
+    for t in range(horizon - 1, -1, -1):
+        A, B = fx[t], fu[t]
+        At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
+        Q_x = lx[t] + At @ V_x
+        Q_u = lu[t] + Bt @ V_x
+        Q_xx = lxx[t] + At @ V_xx @ A
+        V_reg[:] = V_xx
+        for i in range(dx):
+            V_reg[i, i] += mu
+        Q_uu = luu[t] + Bt @ V_reg @ B
+        Q_ux = lux[t] + Bt @ V_reg @ A
+        if second_order:
+            for i in range(dx):
+                Q_xx += V_x[i] * fxx[t, i]
+                Q_uu += V_x[i] * fuu[t, i]
+                Q_ux += V_x[i] * fux[t, i]
+            for i in range(du):
+                Q_uu[i, i] += mu
         Q_uu = (Q_uu + Q_uu.T) / 2
-        try:
-            factor = np.linalg.cholesky(Q_uu)
-        except np.linalg.LinAlgError:
-            return None
         K = gains[t]
-        if limits is None:
-            k = -cholesky_solve(factor, Q_u)
-            K[:] = -cholesky_solve(factor, Q_ux)
+        if not limited:
+            if not cholesky(Q_uu, factor):
+                return False
+            cholesky_solve_into(factor, -Q_u, k)
+            column, solved = np.empty(du), np.empty(du)
+            for j in range(dx):
+                for i in range(du):
+                    column[i] = -Q_ux[i, j]
+                cholesky_solve_into(factor, column, solved)
+                K[:, j] = solved
         else:  # the correction keeps u + k inside the box; clamped dimensions get no feedback
-            low, high = limits
-            k, free, free_factor, _ = solve_box_qp(
-                Q_uu, Q_u, low - controls[t], high - controls[t], warm_offsets[t]
+            code = box_qp_kernel(
+                Q_uu, Q_u, low - controls[t], high - controls[t], warm_offsets[t], 100, 1e-10,
+                1e-12, 0.1, 0.6, k, free, factor,
             )
-            if free.any():
-                K[free] = -cholesky_solve(free_factor, Q_ux[free])
+            if code == NOT_POSITIVE_DEFINITE:
+                return False
+            index = np.flatnonzero(free)
+            m = index.shape[0]
+            if m > 0:
+                column, solved = np.empty(m), np.empty(m)
+                for j in range(dx):
+                    for a in range(m):
+                        column[a] = -Q_ux[index[a], j]
+                    cholesky_solve_into(factor[:m, :m], column, solved)
+                    for a in range(m):
+                        K[index[a], j] = solved[a]
         offsets[t] = k
+        Q_uu_k[:] = Q_uu @ k
         linear += float(k @ Q_u)
-        quadratic += 0.5 * float(k @ Q_uu @ k)
-        V_x = Q_x + K.T @ (Q_uu @ k) + K.T @ Q_u + Q_ux.T @ k
-        V_xx = Q_xx + K.T @ Q_uu @ K + K.T @ Q_ux + Q_ux.T @ K
+        quadratic += 0.5 * float(k @ Q_uu_k)
+        Kt, Q_xu = np.ascontiguousarray(K.T), np.ascontiguousarray(Q_ux.T)
+        V_x = Q_x + Kt @ Q_uu_k + Kt @ Q_u + Q_xu @ k
+        V_xx = Q_xx + Kt @ Q_uu @ K + Kt @ Q_ux + Q_xu @ K
         V_xx = (V_xx + V_xx.T) / 2
-    return offsets, gains, (linear, quadratic)
+    expected[0], expected[1] = linear, quadratic
+    return True
 
 
 def _forward_pass(
@@ -508,14 +571,21 @@ def _forward_pass(
     new_states, new_controls = np.empty_like(states), np.empty_like(controls)
     new_states[0] = states[0]
     x = new_states[0]
+    feedforward = controls + alpha * offsets  # [H, du], the same sums as step by step
+    limited = limits is not None
+    low, high = limits if limits is not None else (np.empty(0), np.empty(0))
+
+    def tensor(a: Array) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        return t if dtype == torch.float64 else t.to(dtype)
+
     with torch.no_grad():
         for t in range(horizon):
-            u = controls[t] + alpha * offsets[t] + gains[t] @ (x - states[t])
-            if limits is not None:
-                u = np.minimum(np.maximum(u, limits[0]), limits[1])
+            u = feedforward[t] + gains[t] @ (x - states[t])
+            if limited:
+                u = np.minimum(np.maximum(u, low), high)
             new_controls[t] = u
-            x_next = dynamics(torch.from_numpy(x).to(dtype), torch.from_numpy(u).to(dtype))
-            x = new_states[t + 1] = _float64(x_next)
+            x = new_states[t + 1] = _float64(dynamics(tensor(x), tensor(u)))
             if not math.isfinite(x.sum()):  # NaN or infinity anywhere
                 return new_states, new_controls, math.inf
         total = _trajectory_cost(cost, final_cost, new_states, new_controls, steps, dtype)
@@ -529,11 +599,16 @@ def _trajectory_cost(
     """`sum_t cost(x_t, u_t, t) + final_cost(x_H)`, the running costs vmapped over time;
     infinite where not finite."""
     x, u = torch.from_numpy(states).to(dtype), torch.from_numpy(controls).to(dtype)
+    batched = getattr(cost, "values", None)
+    if batched is not None:  # a cost in closed form (`controllers.costs`) evaluates every step
+        running_costs = batched(x[:-1], u, steps)
+    else:
 
-    def running(x_t: torch.Tensor, u_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return cost(x_t, u_t, t)  # vmap would otherwise take the repr of a cost object
+        def running(x_t: torch.Tensor, u_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return cost(x_t, u_t, t)  # vmap would otherwise take the repr of a cost object
 
-    total = float(vmap(running)(x[:-1], u, steps).sum() + final_cost(x[-1]))
+        running_costs = vmap(running)(x[:-1], u, steps)
+    total = float(running_costs.sum() + final_cost(x[-1]))
     return total if math.isfinite(total) else math.inf
 
 
@@ -542,6 +617,11 @@ def _float64(x: torch.Tensor) -> Array:
     if x.dtype != torch.float64 or x.device.type != "cpu":
         x = x.to("cpu", torch.float64)
     return x.numpy()
+
+
+def _contiguous(x: torch.Tensor) -> Array:
+    """`x` as a C-contiguous float64 array: the one layout the compiled kernels are built for."""
+    return np.ascontiguousarray(_float64(x))
 
 
 def _check_limits(
