@@ -64,7 +64,9 @@ from controllers.validation import (
 
 #: `dynamics(x [dx], u [du]) -> [dx]`, differentiable by torch.func, unless it also has
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
-#: instead (e.g. MuJoCo's finite differences, `envs.dynamics.JointSpaceDynamics`).
+#: instead (e.g. MuJoCo's finite differences, `envs.dynamics.JointSpaceDynamics`). Dynamics
+#: with a `step_array(x [dx], u [du]) -> [dx]` on float64 NumPy arrays (the same step without
+#: torch) are stepped by it in the forward pass.
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Step of the centred differences of a dynamics' own `jacobians` that give DDP its second
 #: derivatives (the Jacobians themselves being finite differences with a much smaller step).
@@ -579,13 +581,17 @@ def _forward_pass(
         t = torch.from_numpy(a)
         return t if dtype == torch.float64 else t.to(dtype)
 
+    def through_torch(x: Array, u: Array) -> Array:
+        return _float64(dynamics(tensor(x), tensor(u)))
+
+    step: Callable[[Array, Array], Array] = getattr(dynamics, "step_array", through_torch)
     with torch.no_grad():
         for t in range(horizon):
             u = feedforward[t] + gains[t] @ (x - states[t])
             if limited:
                 u = np.minimum(np.maximum(u, low), high)
             new_controls[t] = u
-            x = new_states[t + 1] = _float64(dynamics(tensor(x), tensor(u)))
+            x = new_states[t + 1] = step(x, u)
             if not math.isfinite(x.sum()):  # NaN or infinity anywhere
                 return new_states, new_controls, math.inf
         total = _trajectory_cost(cost, final_cost, new_states, new_controls, steps, dtype)

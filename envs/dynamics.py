@@ -201,6 +201,44 @@ class JointSpaceDynamics:
         self, env: RobotEnv, finite_differences: str = "substeps", centred: bool = True,
         eps: float = 1e-6,
     ) -> None:
+        self.env = _private_copy(env)
+        self.env.set_state(simulator_state(env))
+        inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
+        model, data = getattr(inner, "_model", None), getattr(inner, "_data", None)
+        if model is None or data is None:
+            raise ValueError(f"{env.env_id} is not MuJoCo-backed: no joint-space dynamics")
+        self._setup(
+            model, data, round(self.env.control_timestep / model.opt.timestep),
+            self.env.task.action_low, self.env.task.action_high, finite_differences, centred,
+            eps, env.env_id,
+        )
+
+    @classmethod
+    def of_model(
+        cls, model: mujoco.MjModel, action_low: Array, action_high: Array, substeps: int = 1,
+        finite_differences: str = "substeps", centred: bool = True, eps: float = 1e-6,
+    ) -> JointSpaceDynamics:
+        """The joint-space dynamics of a bare MuJoCo model (a model built outside the env
+        registry, say from another MJCF file or with its damping edited): a control step is
+        `substeps` physics steps; `action_low` / `action_high` `[nu]` clip the controls (may
+        be infinite). The model is used as it is, with its own fresh `MjData`."""
+        if substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps}")
+        low, high = np.asarray(action_low, dtype=np.float64), np.asarray(action_high, np.float64)
+        if low.shape != (model.nu,) or high.shape != (model.nu,) or not bool((low <= high).all()):
+            raise ValueError(f"action bounds must be [nu={model.nu}] with low <= high, got "
+                             f"{low.tolist()} and {high.tolist()}")
+        dynamics = cls.__new__(cls)
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        dynamics._setup(model, data, substeps, low, high, finite_differences, centred, eps,
+                        "this model")
+        return dynamics
+
+    def _setup(
+        self, model: mujoco.MjModel, data: mujoco.MjData, substeps: int, low: Array,
+        high: Array, finite_differences: str, centred: bool, eps: float, name: str,
+    ) -> None:
         if finite_differences not in ("substeps", "control_step"):
             raise ValueError(
                 f"finite_differences must be 'substeps' or 'control_step', got "
@@ -208,31 +246,31 @@ class JointSpaceDynamics:
             )
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
-        self.env = _private_copy(env)
-        self.env.set_state(simulator_state(env))
-        inner = self.env.inner if isinstance(self.env, ActionRepeat) else self.env
-        model, data = getattr(inner, "_model", None), getattr(inner, "_data", None)
-        if model is None or data is None:
-            raise ValueError(f"{env.env_id} is not MuJoCo-backed: no joint-space dynamics")
         if model.nq != model.nv or model.na != 0:
             raise ValueError(
-                f"{env.env_id} has ball or free joints or actuator states (nq={model.nq}, "
+                f"{name} has ball or free joints or actuator states (nq={model.nq}, "
                 f"nv={model.nv}, na={model.na}); joint-space dynamics need hinges and slides"
             )
         self._model, self._data, self._nq = model, data, model.nq
-        self._substeps = round(self.env.control_timestep / model.opt.timestep)
+        self._substeps = substeps
         self._reference = np.empty(mujoco.mj_stateSize(model, _REFERENCE_SPEC))
         mujoco.mj_getState(model, data, self._reference, _REFERENCE_SPEC)
-        self._low, self._high = self.env.task.action_low, self.env.task.action_high
+        self._low, self._high = low, high
         self._method, self._centred, self._eps = finite_differences, centred, eps
         self._rollout: tuple[mujoco.rollout.Rollout, list[mujoco.MjData]] | None = None
         self.state_dim = 2 * model.nq
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The joint state `[2nv]` one control step after `x` `[2nv]` under `u` `[du]`."""
-        self._go_to(_numpy(x), _numpy(u))
+        return torch.from_numpy(self.step_array(_numpy(x), _numpy(u)))
+
+    def step_array(self, x: Array, u: Array) -> Array:
+        """`__call__` on float64 NumPy arrays, without torch: what iLQR's forward pass calls
+        at every step of every line-search rollout."""
+        self._go_to(x, u)
         mujoco.mj_step(self._model, self._data, self._substeps)
-        return torch.from_numpy(np.concatenate([self._data.qpos, self._data.qvel]))
+        data = self._data
+        return np.concatenate([data.qpos, data.qvel])
 
     def jacobians(self, xs: torch.Tensor, us: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`A [H, 2nv, 2nv]` and `B [H, 2nv, du]` of one control step at each `(x_t, u_t)`."""
