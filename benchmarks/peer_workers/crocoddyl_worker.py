@@ -37,6 +37,7 @@ import crocoddyl  # type: ignore[import-not-found]
 import numpy as np
 import pinocchio  # type: ignore[import-not-found]
 
+
 def pinocchio_model(problem: dict[str, Any]) -> Any:
     model = pinocchio.Model()
     model.gravity = pinocchio.Motion(np.array([0.0, 0.0, -problem["gravity"]]), np.zeros(3))
