@@ -99,7 +99,7 @@ SOLVERS = {"DDP": "SolverDDP", "FDDP": "SolverFDDP", "BoxDDP": "SolverBoxDDP",
            "BoxFDDP": "SolverBoxFDDP"}
 
 
-class CostRecorder(crocoddyl.CallbackAbstract):  # type: ignore[misc]
+class CostRecorder(crocoddyl.CallbackAbstract):
     def __init__(self) -> None:
         crocoddyl.CallbackAbstract.__init__(self)
         self.costs: list[float] = []
