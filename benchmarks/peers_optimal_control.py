@@ -39,7 +39,6 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ import torch
 
 from benchmarks.peer_venvs import WORKERS, Worker, on_the_benchmark_core, peer_python
 from benchmarks.provenance import RESULTS, provenance
+from controllers.compiled import CompiledDynamics, compile_dynamics
 from controllers.costs import QuadraticCost, QuadraticFinalCost
 from controllers.ilqr import ILQRConfig, ilqr
 from envs.dynamics import JointSpaceDynamics
@@ -124,9 +124,51 @@ class PendulumDynamics:
         return torch.stack([x[0] + self.dt * velocity, velocity])
 
 
-def our_problem(problem: dict[str, Any], bounded: bool) -> tuple[
-    Callable[[torch.Tensor, torch.Tensor], torch.Tensor], QuadraticCost, QuadraticFinalCost,
-    torch.Tensor | None, torch.Tensor | None,
+class CartpoleDynamics:
+    """The cart-pole step in plain torch, Lagrange's equations of the same bodies (theta about
+    +y, 0 upright): `x [4] = [x, theta, x', theta'], u [1] (N) -> [4]`."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        self.M, self.m, self.lc = problem["cart_mass"], problem["pole_mass"], problem["pole_com"]
+        self.inertia, self.g, self.dt = problem["pole_inertia"][1], problem["gravity"], problem[
+            "dt"]
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        M, m, lc, g, dt = self.M, self.m, self.lc, self.g, self.dt
+        cos, sin = torch.cos(x[1]), torch.sin(x[1])
+        a11, a12, a22 = M + m, m * lc * cos, self.inertia + m * lc**2
+        f1, f2 = u[0] + m * lc * sin * x[3] ** 2, m * g * lc * sin
+        det = a11 * a22 - a12 * a12  # the 2 x 2 mass matrix, inverted by Cramer's rule
+        velocity = torch.stack([x[2] + dt * (a22 * f1 - a12 * f2) / det,
+                                x[3] + dt * (a11 * f2 - a12 * f1) / det])
+        return torch.cat([x[:2] + dt * velocity, velocity])
+
+
+#: Our dynamics of each problem: the plain torch function and its compiled twin, and for the
+#: cart-pole MuJoCo itself.
+VARIANTS = {"pendulum": ("torch", "compiled"), "cartpole": ("MuJoCo", "compiled")}
+_COMPILED: dict[str, CompiledDynamics] = {}
+
+
+def our_dynamics(problem: dict[str, Any], variant: str, bounded: bool) -> Any:
+    torch_dynamics = (PendulumDynamics if problem["kind"] == "pendulum" else CartpoleDynamics)(
+        problem)
+    if variant == "torch":
+        return torch_dynamics
+    if variant == "compiled":
+        if problem["kind"] not in _COMPILED:
+            _COMPILED[problem["kind"]] = compile_dynamics(
+                torch_dynamics, len(problem["x0"]), 1)
+        return _COMPILED[problem["kind"]]
+    bound = problem["limit"] if bounded else math.inf
+    return JointSpaceDynamics.of_model(
+        matched_cartpole_model(), np.array([-bound]), np.array([bound]), substeps=1,
+        finite_differences="control_step", centred=True,
+    )
+
+
+def our_costs(problem: dict[str, Any], bounded: bool) -> tuple[
+    QuadraticCost, QuadraticFinalCost, torch.Tensor | None, torch.Tensor | None,
 ]:
     goal = torch.tensor(problem["goal"], dtype=F64)
     cost = QuadraticCost(torch.diag(torch.tensor(problem["Q"], dtype=F64)),
@@ -135,14 +177,7 @@ def our_problem(problem: dict[str, Any], bounded: bool) -> tuple[
     limit = problem["limit"]
     low, high = (torch.tensor([-limit], dtype=F64), torch.tensor([limit], dtype=F64)) if (
         bounded) else (None, None)
-    if problem["kind"] == "pendulum":
-        return PendulumDynamics(problem), cost, final, low, high
-    bound = limit if bounded else math.inf
-    dynamics = JointSpaceDynamics.of_model(
-        matched_cartpole_model(), np.array([-bound]), np.array([bound]), substeps=1,
-        finite_differences="control_step", centred=True,
-    )
-    return dynamics, cost, final, low, high
+    return cost, final, low, high
 
 
 class Evaluator:
@@ -185,8 +220,8 @@ class Evaluator:
 
 
 def check_dynamics(problem: dict[str, Any], worker: Worker, seed: int = 0) -> dict[str, float]:
-    """The largest difference between our step, Crocoddyl's and the evaluator's at random
-    states and controls."""
+    """The largest difference between the evaluator's step and Crocoddyl's, and each of ours,
+    at random states and controls."""
     rng = np.random.default_rng(seed)
     n = len(problem["x0"])
     states = rng.uniform(-3, 3, size=(32, n))
@@ -195,18 +230,21 @@ def check_dynamics(problem: dict[str, Any], worker: Worker, seed: int = 0) -> di
         [controls, np.zeros((32, 1))], axis=1)
     theirs = np.array(worker.ask({"op": "step", "problem": problem, "states": states.tolist(),
                                   "controls": peer_controls.tolist()})["next_states"])
-    dynamics = our_problem(problem, False)[0]
-    ours = np.array([dynamics(torch.tensor(x), torch.tensor(u)).numpy()
-                     for x, u in zip(states, controls, strict=True)])
     evaluator = Evaluator(problem)
     reference = np.array([evaluator.step(x, u) for x, u in zip(states, controls, strict=True)])
-    return {"ours_vs_crocoddyl": float(np.abs(ours - theirs).max()),
-            "ours_vs_evaluator": float(np.abs(ours - reference).max())}
+    out = {"crocoddyl_vs_evaluator": float(np.abs(theirs - reference).max())}
+    for variant in VARIANTS[problem["kind"]]:
+        dynamics = our_dynamics(problem, variant, False)
+        ours = np.array([dynamics(torch.tensor(x), torch.tensor(u)).numpy()
+                         for x, u in zip(states, controls, strict=True)])
+        out[f"ours ({variant})_vs_evaluator"] = float(np.abs(ours - reference).max())
+    return out
 
 
-def solve_ours(problem: dict[str, Any], solver: str, horizon: int, bounded: bool,
-               repeats: int) -> dict[str, Any]:
-    dynamics, cost, final, low, high = our_problem(problem, bounded)
+def solve_ours(problem: dict[str, Any], solver: str, variant: str, horizon: int,
+               bounded: bool, repeats: int) -> dict[str, Any]:
+    dynamics = our_dynamics(problem, variant, bounded)
+    cost, final, low, high = our_costs(problem, bounded)
     config = ILQRConfig(second_order=solver == "DDP", max_iterations=MAX_ITERATIONS,
                         cost_tolerance=1e-10)
     x0 = torch.tensor(problem["x0"], dtype=F64)
@@ -228,7 +266,9 @@ def compare(problem: dict[str, Any], worker: Worker, horizon: int, bounded: bool
     evaluator = Evaluator(problem)
     rows: dict[str, dict[str, Any]] = {}
     for ours, theirs in zip(OURS, THEIRS, strict=True):  # taking turns on the one core
-        rows[f"ours {ours}"] = solve_ours(problem, ours, horizon, bounded, repeats)
+        for variant in VARIANTS[problem["kind"]]:
+            rows[f"ours {ours} ({variant})"] = solve_ours(problem, ours, variant, horizon,
+                                                          bounded, repeats)
         peer = ("Box" if bounded else "") + theirs
         rows[f"Crocoddyl {peer}"] = worker.ask({
             "op": "solve", "problem": problem, "solver": peer, "horizon": horizon,
@@ -270,23 +310,25 @@ def compare(problem: dict[str, Any], worker: Worker, horizon: int, bounded: bool
     out: dict[str, Any] = {"best_cost": best, "solvers": rows}
     if bounded:
         out["ipopt"], out["ipopt_reference"] = ipopt, reference
-    out["ratios"] = ratios(rows, bounded)
+    out["ratios"] = ratios(rows, bounded, VARIANTS[problem["kind"]])
     return out
 
 
-def ratios(rows: dict[str, dict[str, Any]], bounded: bool) -> dict[str, dict[str, Any]]:
+def ratios(rows: dict[str, dict[str, Any]], bounded: bool,
+           variants: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Ours / Crocoddyl per pair: time per iteration and time to reach the best cost."""
     prefix = "Box" if bounded else ""
     out = {}
     for ours in OURS:
-        for theirs in THEIRS:
-            a, b = rows[f"ours {ours}"], rows[f"Crocoddyl {prefix}{theirs}"]
-            reach = (a["s_to_reach_best"] / b["s_to_reach_best"]
-                     if a["s_to_reach_best"] and b["s_to_reach_best"] else None)
-            out[f"{ours} / {prefix}{theirs}"] = {
-                "per_iteration": a["ms_per_iteration"] / b["ms_per_iteration"],
-                "to_reach_best": reach,
-            }
+        for variant in variants:
+            for theirs in THEIRS:
+                a, b = rows[f"ours {ours} ({variant})"], rows[f"Crocoddyl {prefix}{theirs}"]
+                reach = (a["s_to_reach_best"] / b["s_to_reach_best"]
+                         if a["s_to_reach_best"] and b["s_to_reach_best"] else None)
+                out[f"{ours} ({variant}) / {prefix}{theirs}"] = {
+                    "per_iteration": a["ms_per_iteration"] / b["ms_per_iteration"],
+                    "to_reach_best": reach,
+                }
     return out
 
 
@@ -304,13 +346,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     targets = {}
     for name, problem in results["problems"].items():
         case = problem["cases"].get("H=100 unbounded")
-        if case is not None:
-            ratio = case["ratios"]["iLQR / FDDP"]["per_iteration"]
-            targets[f"{name}: iLQR / FDDP per iteration at H=100"] = {
+        for variant in VARIANTS[name] if case is not None else ():
+            ratio = case["ratios"][f"iLQR ({variant}) / FDDP"]["per_iteration"]
+            targets[f"{name}: iLQR ({variant}) / FDDP per iteration at H=100"] = {
                 "ratio": ratio, "target": TARGET_RATIO, "met": ratio <= TARGET_RATIO}
         for key, case in problem["cases"].items():
             if "ipopt" in case:
-                for solver in ("ours iLQR", "ours DDP"):
+                for solver in (s for s in case["solvers"] if s.startswith("ours")):
                     gap = case["solvers"][solver]["gap_to_ipopt"]
                     targets[f"{name} {key} {solver}: cost vs IPOPT"] = {
                         "relative_gap": gap, "target": 1e-6, "met": gap <= 1e-6}

@@ -66,7 +66,9 @@ from controllers.validation import (
 #: `jacobians(xs [H, dx], us [H, du]) -> (fx [H, dx, dx], fu [H, dx, du])`, which is then used
 #: instead (e.g. MuJoCo's finite differences, `envs.dynamics.JointSpaceDynamics`). Dynamics
 #: with a `step_array(x [dx], u [du]) -> [dx]` on float64 NumPy arrays (the same step without
-#: torch) are stepped by it in the forward pass.
+#: torch) are stepped by it in the forward pass, and dynamics with an
+#: `affine_policy_rollout(states, feedforward, gains, low, high)` run the forward pass with it
+#: (`controllers.compiled.CompiledDynamics`: the whole rollout in compiled code).
 DynamicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Step of the centred differences of a dynamics' own `jacobians` that give DDP its second
 #: derivatives (the Jacobians themselves being finite differences with a much smaller step).
@@ -584,6 +586,14 @@ def _forward_pass(
     def through_torch(x: Array, u: Array) -> Array:
         return _float64(dynamics(tensor(x), tensor(u)))
 
+    compiled_rollout = getattr(dynamics, "affine_policy_rollout", None)
+    if compiled_rollout is not None:  # the whole loop below in compiled code
+        new_states, new_controls = compiled_rollout(
+            states, feedforward, gains, *(limits if limits is not None else (None, None)))
+        if not np.isfinite(new_states).all():
+            return new_states, new_controls, math.inf
+        return new_states, new_controls, _trajectory_cost(
+            cost, final_cost, new_states, new_controls, steps, dtype)
     step: Callable[[Array, Array], Array] = getattr(dynamics, "step_array", through_torch)
     with torch.no_grad():
         for t in range(horizon):

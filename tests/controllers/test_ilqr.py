@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from controllers import MPC, ModelDivergedError, MPCConfig
+from controllers.costs import QuadraticCost, QuadraticFinalCost
 from controllers.ilqr import (
     ILQRConfig,
     ILQRPlanner,
@@ -318,3 +319,18 @@ def test_a_cold_plan_has_its_own_settings_and_initial_guess() -> None:
     with pytest.raises(ValueError, match="shape"):
         ILQRPlanner(pendulum, swing_up_cost, swing_up_final_cost, 20, low, high,
                     initial_controls=torch.zeros(19, 1, dtype=F64))
+
+
+def test_ddp_converges_from_rest_where_the_dynamics_curvature_makes_v_xx_indefinite() -> None:
+    """From zero torque under a quadratic angle cost, every DDP backward pass used to fail at
+    every mu (regularising V_xx alone); with mu I on Q_uu too it reaches iLQR's optimum."""
+    goal = torch.tensor([math.pi, 0.0], dtype=F64)
+    cost = QuadraticCost(DT * torch.diag(torch.tensor([1.0, 0.1], dtype=F64)),
+                         DT * torch.tensor([[0.01]], dtype=F64), goal)
+    final = QuadraticFinalCost(torch.diag(torch.tensor([100.0, 10.0], dtype=F64)), goal)
+    x0, start = torch.zeros(2, dtype=F64), torch.zeros(100, 1, dtype=F64)
+    plain = ilqr(pendulum, cost, final, x0, start, ILQRConfig(cost_tolerance=1e-10))
+    ddp = ilqr(pendulum, cost, final, x0, start,
+               ILQRConfig(second_order=True, cost_tolerance=1e-10))
+    assert ddp.stop_reason != "regularisation_exhausted"
+    assert ddp.cost == pytest.approx(plain.cost, rel=1e-6)

@@ -159,3 +159,26 @@ def test_ilqr_mpc_swings_the_mujoco_cart_pole_up_one_iteration_per_replan() -> N
 
 def residual(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[0], 1 - torch.cos(x[1]), torch.sin(x[1])])
+
+
+def test_a_bare_model_steps_as_its_env_and_step_array_as_the_call() -> None:
+    env = envs.make("mujoco/cartpole-swingup")
+    env.reset(seed=0)
+    from_env = JointSpaceDynamics(env, "control_step")
+    model = env.model  # type: ignore[attr-defined]
+    bare = JointSpaceDynamics.of_model(model, np.array([-1.0]), np.array([1.0]), substeps=5,
+                                       finite_differences="control_step")
+    x, u = np.array([0.2, 2.0, -0.1, 0.5]), np.array([0.7])
+    np.testing.assert_array_equal(bare.step_array(x, u), from_env.step_array(x, u))
+    np.testing.assert_array_equal(bare.step_array(x, u),
+                                  bare(torch.from_numpy(x), torch.from_numpy(u)).numpy())
+    np.testing.assert_array_equal(bare.step_array(x, np.array([5.0])),  # clipped to 1
+                                  bare.step_array(x, np.array([1.0])))
+    A, B = bare.jacobians(torch.from_numpy(x)[None], torch.from_numpy(u)[None])
+    A_env, B_env = from_env.jacobians(torch.from_numpy(x)[None], torch.from_numpy(u)[None])
+    torch.testing.assert_close(A, A_env, rtol=0, atol=0)
+    torch.testing.assert_close(B, B_env, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"action bounds must be \[nu=1\]"):
+        JointSpaceDynamics.of_model(model, np.array([1.0]), np.array([-1.0]))
+    with pytest.raises(ValueError, match="substeps must be >= 1"):
+        JointSpaceDynamics.of_model(model, np.array([-1.0]), np.array([1.0]), substeps=0)
