@@ -12,7 +12,7 @@ Three parts, each timed on one core (one torch thread, MuJoCo on the calling thr
 2. **mpc**: cart-pole swing-up episodes (10 s, from the env's random starts) by MPC on the
    true physics, replanning every 4 control steps (80 ms) and playing iLQR's feedback gains
    in between: iLQR and DDP with one iteration per replan (the real-time target: simulated
-   seconds per wall-clock second of the whole control loop >= 1), then iLQR, DDP and CEM each
+   seconds per wall-clock second of the whole control loop >= 10), then iLQR, DDP and CEM each
    under the same 80 ms budget per replan.
 3. **learned**: iLQR MPC through the PETS run's learned ensemble (mean of the members) on
    dm_control's cart-pole, at PETS's 80 ms steps, with a quadratic cost on the observation.
@@ -57,8 +57,9 @@ from mbrl.learning.checkpoint import load_model
 from mbrl.learning.solver_dynamics import ensemble_dynamics
 
 F64 = torch.float64
-#: The target: iLQR MPC keeps up with the simulated robot on one core.
-TARGET_REAL_TIME_FACTOR = 1.0
+#: The target (issue 18): iLQR MPC runs at least 10x faster than the simulated robot on one
+#: core (the earlier target, keeping up, was 1).
+TARGET_REAL_TIME_FACTOR = 10.0
 
 
 def cartpole_residual(x: torch.Tensor) -> torch.Tensor:
@@ -407,6 +408,8 @@ def learned(model_path: Path, seeds: list[int]) -> dict[str, Any]:
         "episodes": [{**asdict(e), "real_time_factor": e.real_time_factor} for e in episodes],
         "mean_return": float(np.mean([e.return_ for e in episodes])),
         "median_plan_ms": float(np.median(np.concatenate([e.plan_ms for e in episodes]))),
+        "median_ms_per_iteration": float(
+            np.median(np.concatenate([e.plan_ms for e in episodes])) / iterations),
     }
 
 
@@ -438,8 +441,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             >= TARGET_REAL_TIME_FACTOR,
         }
     if "learned" in results:
-        summary["learned"] = {k: results["learned"][k] for k in ("mean_return",
-                                                                 "median_plan_ms")}
+        summary["learned"] = {k: results["learned"].get(k) for k in (
+            "mean_return", "median_plan_ms", "median_ms_per_iteration")}
     return summary
 
 
@@ -475,7 +478,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax = axes[index]
         index += 1
         ax.bar(short, [rows[n]["median_real_time_factor"] for n in names], color="tab:green")
-        ax.axhline(TARGET_REAL_TIME_FACTOR, color="red", ls="--", label="real time")
+        ax.axhline(1.0, color="gray", ls=":", label="real time")
+        ax.axhline(TARGET_REAL_TIME_FACTOR, color="red", ls="--", label="target")
         ax.set_ylabel("simulated s per wall-clock s (median)")
         ax.set_title("real-time factor, one core")
         ax.tick_params(axis="x", labelrotation=20)

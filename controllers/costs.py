@@ -196,7 +196,10 @@ def _gauss_newton(
     residual: Residual, W: torch.Tensor, xs: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`J' W r` `[H, dx]` and `J' W J` `[H, dx, dx]` at each row of `xs` `[H, dx]`."""
-    r = vmap(residual)(xs)  # [H, dr]
-    J = vmap(jacrev(residual))(xs)  # [H, dr, dx]
+    def with_value(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = residual(x)
+        return r, r.detach()
+
+    J, r = vmap(jacrev(with_value, has_aux=True))(xs)  # [H, dr, dx], [H, dr]: one pass
     WJ = W @ J
     return (J.mT @ (W @ r[..., None]))[..., 0], J.mT @ WJ
