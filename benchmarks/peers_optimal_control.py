@@ -10,7 +10,8 @@ Two problems, posed identically to every solver and scored by one shared evaluat
   one 20 ms semi-implicit Euler step a control step (what Pinocchio and Crocoddyl's
   `IntegratedActionModelEuler` model), the cart force in newtons; from hanging at rest. Ours is
   MuJoCo itself (`envs.dynamics.JointSpaceDynamics.of_model` on the edited model, centred
-  finite differences of the control step in one `mujoco.rollout` call). Crocoddyl's model is
+  finite differences of the control step in one `mujoco.rollout` call), and the same bodies'
+  equations in torch (`envs.cartpole.CartpoleJointDynamics`) compiled. Crocoddyl's model is
   Pinocchio's, built from MuJoCo's compiled masses and inertias; its full actuation adds a pole
   torque, weighted 1e8 (unbounded) or boxed to 0 (bounded), and the evaluator applies it.
 
@@ -56,6 +57,7 @@ from benchmarks.provenance import RESULTS, provenance
 from controllers.compiled import CompiledDynamics, compile_dynamics
 from controllers.costs import QuadraticCost, QuadraticFinalCost
 from controllers.ilqr import ILQRConfig, ilqr
+from envs.cartpole import CartpoleJointDynamics
 from envs.dynamics import JointSpaceDynamics
 
 F64 = torch.float64
@@ -124,26 +126,6 @@ class PendulumDynamics:
         return torch.stack([x[0] + self.dt * velocity, velocity])
 
 
-class CartpoleDynamics:
-    """The cart-pole step in plain torch, Lagrange's equations of the same bodies (theta about
-    +y, 0 upright): `x [4] = [x, theta, x', theta'], u [1] (N) -> [4]`."""
-
-    def __init__(self, problem: dict[str, Any]) -> None:
-        self.M, self.m, self.lc = problem["cart_mass"], problem["pole_mass"], problem["pole_com"]
-        self.inertia, self.g, self.dt = problem["pole_inertia"][1], problem["gravity"], problem[
-            "dt"]
-
-    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        M, m, lc, g, dt = self.M, self.m, self.lc, self.g, self.dt
-        cos, sin = torch.cos(x[1]), torch.sin(x[1])
-        a11, a12, a22 = M + m, m * lc * cos, self.inertia + m * lc**2
-        f1, f2 = u[0] + m * lc * sin * x[3] ** 2, m * g * lc * sin
-        det = a11 * a22 - a12 * a12  # the 2 x 2 mass matrix, inverted by Cramer's rule
-        velocity = torch.stack([x[2] + dt * (a22 * f1 - a12 * f2) / det,
-                                x[3] + dt * (a11 * f2 - a12 * f1) / det])
-        return torch.cat([x[:2] + dt * velocity, velocity])
-
-
 #: Our dynamics of each problem: the plain torch function and its compiled twin, and for the
 #: cart-pole MuJoCo itself.
 VARIANTS = {"pendulum": ("torch", "compiled"), "cartpole": ("MuJoCo", "compiled")}
@@ -151,8 +133,8 @@ _COMPILED: dict[str, CompiledDynamics] = {}
 
 
 def our_dynamics(problem: dict[str, Any], variant: str, bounded: bool) -> Any:
-    torch_dynamics = (PendulumDynamics if problem["kind"] == "pendulum" else CartpoleDynamics)(
-        problem)
+    torch_dynamics = PendulumDynamics(problem) if problem["kind"] == "pendulum" else (
+        CartpoleJointDynamics.of_model(matched_cartpole_model(), substeps=1))
     if variant == "torch":
         return torch_dynamics
     if variant == "compiled":

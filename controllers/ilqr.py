@@ -12,10 +12,11 @@ for nonlinear biological movement systems"). DDP adds the dynamics' second-order
 `V_x . f_xx` to the backward pass (Mayne 1966; Tassa, Erez & Todorov 2012, "Synthesis and
 stabilization of complex behaviors through online trajectory optimization", whose
 Levenberg-Marquardt schedule on `V_xx` this follows: `mu` grows by a factor that itself grows
-while steps fail and shrinks back after successes). DDP adds `mu I` to `Q_uu` as well: with the
-dynamics' curvature in `Q_xx` the value's Hessian can turn indefinite, and `V_xx + mu I` alone
-then makes it more negative as `mu` grows (from a cold start on a pendulum, every backward pass
-failed); the control-space term shrinks the step instead, as Crocoddyl's regularisation does.
+while steps fail and shrinks back after successes). DDP puts `mu I` on `Q_uu` instead, as
+Crocoddyl does: with the dynamics' curvature in `Q_xx` the value's Hessian can turn indefinite,
+and `V_xx + mu I` then makes it more negative as `mu` grows (from a cold start on a pendulum,
+every backward pass failed), and keeps finite feedback gains as `mu` grows, so that a rejected
+step is not followed by a shorter one along the gradient; `Q_uu + mu I` is, in the limit.
 
 The backward pass (with its box QPs) is one Numba-compiled kernel over float64 arrays, and the
 forward pass is a Python loop over the horizon that calls only the dynamics: per-step Python
@@ -512,8 +513,9 @@ def _backward_kernel(
         Q_u = lu[t] + Bt @ V_x
         Q_xx = lxx[t] + At @ V_xx @ A
         V_reg[:] = V_xx
-        for i in range(dx):
-            V_reg[i, i] += mu
+        if not second_order:  # DDP regularises Q_uu alone (below)
+            for i in range(dx):
+                V_reg[i, i] += mu
         Q_uu = luu[t] + Bt @ V_reg @ B
         Q_ux = lux[t] + Bt @ V_reg @ A
         if second_order:

@@ -11,6 +11,7 @@ velocity]` (dm_control's layout).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,78 @@ class CartpoleSwingupEnv(MujocoEnv):
         self, qpos: torch.Tensor, qvel: torch.Tensor, mocap_pos: torch.Tensor
     ) -> torch.Tensor:
         return observation(torch.cat([qpos, qvel], dim=-1))
+
+
+@dataclass(frozen=True)
+class CartpoleJointDynamics:
+    """The cart-pole's equations of motion in plain torch, `x [4], u [1] -> [4]` on the joint
+    state `[x, theta, x', theta']` (theta about +y, 0 upright), for solvers that want an
+    analytic model (`controllers.compiled.compile_dynamics` compiles it).
+
+    Lagrange's equations of a cart on a slider and a pole on a hinge, with viscous joint
+    damping, integrated as MuJoCo's Euler integrator does: `substeps` semi-implicit Euler steps
+    of `timestep`, the damping implicit (`(M + h D) a = f`); the control is clipped into
+    `control_range` and multiplied by `gear`. Not modelled: dry friction (`frictionloss`) and
+    the slider's joint limit. `of_model` reads the numbers from a MuJoCo model, so the two
+    agree to rounding where those are absent.
+    """
+
+    #: Cart mass (kg).
+    cart_mass: float
+    #: Pole mass (kg).
+    pole_mass: float
+    #: Distance from the hinge to the pole's centre of mass (m).
+    pole_com: float
+    #: Pole's moment of inertia about its centre of mass, around the hinge axis (kg m^2).
+    pole_inertia: float
+    #: Gravity's magnitude (m/s^2).
+    gravity: float
+    #: Force per unit control (N).
+    gear: float
+    #: Control limits `(low, high)` before the gear, or None.
+    control_range: tuple[float, float] | None
+    #: Viscous damping of the slider and the hinge.
+    damping: tuple[float, float]
+    #: Physics step (s).
+    timestep: float
+    #: Physics steps per call.
+    substeps: int
+
+    @classmethod
+    def of_model(cls, model: Any, substeps: int) -> CartpoleJointDynamics:
+        """The cart-pole of a compiled `mujoco.MjModel` of `assets/cartpole.xml` (or one with
+        its parameters edited), `substeps` physics steps a call."""
+        pole = model.body("pole").id
+        limited = bool(model.actuator_ctrllimited[0])
+        return cls(
+            cart_mass=float(model.body_mass[model.body("cart").id]),
+            pole_mass=float(model.body_mass[pole]), pole_com=float(model.body_ipos[pole][2]),
+            pole_inertia=float(model.body_inertia[pole][1]),
+            gravity=float(-model.opt.gravity[2]), gear=float(model.actuator_gear[0, 0]),
+            control_range=(float(model.actuator_ctrlrange[0, 0]),
+                           float(model.actuator_ctrlrange[0, 1])) if limited else None,
+            damping=(float(model.dof_damping[0]), float(model.dof_damping[1])),
+            timestep=float(model.opt.timestep), substeps=substeps,
+        )
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        M, m, lc, h = self.cart_mass, self.pole_mass, self.pole_com, self.timestep
+        (b_cart, b_pole), g = self.damping, self.gravity
+        control = u[0] if self.control_range is None else torch.clamp(u[0], *self.control_range)
+        force = self.gear * control
+        position, velocity = x[:2], x[2:]
+        for _ in range(self.substeps):
+            cos, sin = torch.cos(position[1]), torch.sin(position[1])
+            # (M + h D) a = f, the 2 x 2 system solved by Cramer's rule.
+            a11, a12, a22 = M + m + h * b_cart, m * lc * cos, self.pole_inertia + m * lc**2 + (
+                h * b_pole)
+            f1 = force + m * lc * sin * velocity[1] ** 2 - b_cart * velocity[0]
+            f2 = m * g * lc * sin - b_pole * velocity[1]
+            det = a11 * a22 - a12 * a12
+            velocity = velocity + h * torch.stack([(a22 * f1 - a12 * f2) / det,
+                                                   (a11 * f2 - a12 * f1) / det])
+            position = position + h * velocity
+        return torch.cat([position, velocity])
 
 
 def cartpole_swingup(env_id: str = "mujoco/cartpole-swingup", **kwargs: Any) -> CartpoleSwingupEnv:

@@ -3,14 +3,18 @@ Jacobians of it, for gradient-based solvers (and iLQR swinging the MuJoCo cart-p
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 import envs
 from controllers import MPC, MPCConfig
+from controllers.compiled import compile_dynamics
 from controllers.costs import ResidualCost, ResidualFinalCost
 from controllers.ilqr import ILQRConfig, ILQRPlanner, ilqr
+from envs.cartpole import CartpoleJointDynamics
 from envs.dynamics import JointSpaceDynamics, joint_state, set_joint_state
 
 F64 = torch.float64
@@ -182,3 +186,23 @@ def test_a_bare_model_steps_as_its_env_and_step_array_as_the_call() -> None:
         JointSpaceDynamics.of_model(model, np.array([1.0]), np.array([-1.0]))
     with pytest.raises(ValueError, match="substeps must be >= 1"):
         JointSpaceDynamics.of_model(model, np.array([-1.0]), np.array([1.0]), substeps=0)
+
+
+def test_the_cartpoles_equations_are_mujocos_step_without_dry_friction() -> None:
+    env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
+    model = copy.deepcopy(env.inner.model)  # type: ignore[attr-defined]
+    model.dof_frictionloss[:] = 0.0  # what the equations leave out (with the joint limit)
+    substeps = round(env.control_timestep / model.opt.timestep)
+    mujoco_step = JointSpaceDynamics.of_model(model, np.array([-1.0]), np.array([1.0]),
+                                              substeps=substeps)
+    equations = CartpoleJointDynamics.of_model(model, substeps)
+    assert (equations.gear, equations.damping, substeps) == (10.0, (0.005, 0.001), 10)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x = rng.uniform(-1, 1, 4) * np.array([1.0, 3.0, 2.0, 5.0])
+        u = rng.uniform(-1.5, 1.5, 1)  # some outside the control range
+        np.testing.assert_allclose(equations(torch.from_numpy(x), torch.from_numpy(u)).numpy(),
+                                   mujoco_step.step_array(x, u), rtol=0, atol=1e-12)
+    compiled = compile_dynamics(equations, 4, 1)
+    np.testing.assert_allclose(compiled.step_array(x, u), mujoco_step.step_array(x, u),
+                               rtol=0, atol=1e-12)
