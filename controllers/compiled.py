@@ -294,29 +294,24 @@ _KERNELS = '''
 def jacobians(states, controls, relative_step, A, B):
     horizon, nx = states.shape
     nu = controls.shape[1]
+    z = np.empty(nx + nu)
     for t in range(horizon):
-        x = states[t].copy()
-        u = controls[t].copy()
-        for j in range(nx):
-            h = relative_step * max(1.0, abs(x[j]))
-            keep = x[j]
-            x[j] = keep + h
-            plus = step(x, u)
-            x[j] = keep - h
-            minus = step(x, u)
-            x[j] = keep
+        z[:nx] = states[t]
+        z[nx:] = controls[t]
+        for j in range(nx + nu):
+            h = relative_step * max(1.0, abs(z[j]))
+            keep = z[j]
+            z[j] = keep + h
+            plus = step(z[:nx], z[nx:])
+            z[j] = keep - h
+            minus = step(z[:nx], z[nx:])
+            z[j] = keep
             for i in range(nx):
-                A[t, i, j] = (plus[i] - minus[i]) / (2.0 * h)
-        for j in range(nu):
-            h = relative_step * max(1.0, abs(u[j]))
-            keep = u[j]
-            u[j] = keep + h
-            plus = step(x, u)
-            u[j] = keep - h
-            minus = step(x, u)
-            u[j] = keep
-            for i in range(nx):
-                B[t, i, j] = (plus[i] - minus[i]) / (2.0 * h)
+                slope = (plus[i] - minus[i]) / (2.0 * h)
+                if j < nx:
+                    A[t, i, j] = slope
+                else:
+                    B[t, i, j - nx] = slope
 
 
 @njit(cache=False)
