@@ -5,7 +5,8 @@ git worktree made for the run), each in its own process on one core, taking turn
 
 - **pendulum**: a torch function (`x [2], u [1] -> [2]`, semi-implicit Euler at 50 ms, from
   hanging at rest) with `controllers.costs.QuadraticCost` on the angle to upright, velocity
-  and torque: the problem of issue 18's report (25 ms an iteration at horizon 100);
+  and torque, and with the same cost written as torch functions (derivatives by torch.func):
+  the problem of issue 18's report (25 ms an iteration at horizon 100);
 - **cart-pole**: `mujoco/cartpole-swingup` (20 ms control steps) through
   `envs.dynamics.JointSpaceDynamics` with finite differences of the control step, a quadratic
   cost on the joint state's distance from upright.
@@ -68,9 +69,16 @@ def costs(goal, q, r, q_final, dt):
 
 env = envs.make("mujoco/cartpole-swingup", action_repeat=2)
 env.reset(seed=0)
+def running_cost(x, u, t):  # the same cost as a plain torch function (torch.func derivatives)
+    return 0.05 * 0.5 * ((x[0] - math.pi) ** 2 + 0.1 * x[1] ** 2 + 0.01 * u[0] ** 2)
+
+def final_cost(x):
+    return 0.5 * (100.0 * (x[0] - math.pi) ** 2 + 10.0 * x[1] ** 2)
+
 problems = {
     "pendulum": (pendulum, *costs([math.pi, 0.0], [1.0, 0.1], 0.01, [100.0, 10.0], 0.05),
                  torch.zeros(2, dtype=F64)),
+    "pendulum, cost in torch": (pendulum, running_cost, final_cost, torch.zeros(2, dtype=F64)),
     "cart-pole": (JointSpaceDynamics(env, "control_step"),
                   *costs([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.1, 0.1], 0.01,
                          [100.0, 100.0, 10.0, 10.0], 0.02),
