@@ -11,10 +11,12 @@ git worktree made for the run), each in its own process on one core, taking turn
   `envs.dynamics.JointSpaceDynamics` with finite differences of the control step, a quadratic
   cost on the joint state's distance from upright.
 
-Both revisions run the same code (below, `SOLVE`); the compiled routes of the newer tree
+Both revisions run the same code (below, `SOLVE`), in `--blocks` processes a side that take
+turns; the median over all their solves is reported; the compiled routes of the newer tree
 (`compile_dynamics`) are not used here: `benchmarks/peers_optimal_control.py` measures those.
 
     python -m benchmarks.ilqr_speedup [--before 3586c81] [--horizons 50 100 200] [--repeats 5]
+        [--blocks 3]
 
 Writes benchmarks/results/ilqr_speedup.json and .png.
 """
@@ -116,7 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default=BEFORE, help="the earlier revision")
     parser.add_argument("--horizons", type=int, nargs="+", default=[50, 100, 200])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed solves per process")
+    parser.add_argument("--blocks", type=int, default=3,
+                        help="processes per side and horizon, the sides taking turns")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows: dict[str, Any] = {}
@@ -126,14 +130,18 @@ def main() -> None:
                        cwd=ROOT, check=True, capture_output=True)
         try:
             for horizon in args.horizons:
-                now, then = solve(ROOT, horizon, args.repeats), solve(
-                    before_tree, horizon, args.repeats)
-                for problem in now:
-                    row = {"now": now[problem], "before": then[problem]}
-                    for side in ("now", "before"):
-                        entry = row[side]
+                blocks: dict[str, list[dict[str, Any]]] = {"now": [], "before": []}
+                for _ in range(args.blocks):  # alternating processes, against drift
+                    blocks["now"].append(solve(ROOT, horizon, args.repeats))
+                    blocks["before"].append(solve(before_tree, horizon, args.repeats))
+                for problem in blocks["now"][0]:
+                    row: dict[str, Any] = {}
+                    for side, answers in blocks.items():
+                        entry = {**answers[0][problem], "solve_s": [
+                            s for answer in answers for s in answer[problem]["solve_s"]]}
                         entry["ms_per_iteration"] = 1e3 * statistics.median(
                             entry["solve_s"]) / max(entry["iterations"], 1)
+                        row[side] = entry
                     row["speedup_per_iteration"] = (row["before"]["ms_per_iteration"]
                                                     / row["now"]["ms_per_iteration"])
                     rows[f"{problem} H={horizon}"] = row
