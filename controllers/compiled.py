@@ -263,9 +263,13 @@ def _expression(node: torch.fx.Node, names: dict[Any, str],
             return f"np.array([{', '.join(arg(p) for p in parts)}])"
         joined = ", ".join(f"np.ascontiguousarray({arg(p)})" for p in parts)
         return f"np.{'stack' if op == 'stack' else 'concatenate'}(({joined},))"
-    if op in ("mv", "mm", "matmul", "dot"):
-        return (f"(np.ascontiguousarray({arg(args[0])}) @ "
-                f"np.ascontiguousarray({arg(args[1])}))")
+    if op in ("mv", "mm", "matmul", "dot"):  # loops, not BLAS (see `_KERNELS`)
+        ranks = (len(shape(args[0])), len(shape(args[1])))
+        helper = {(2, 1): "matrix_vector", (2, 2): "matrix_matrix", (1, 1): "vector_vector",
+                  (1, 2): "vector_matrix"}.get(ranks)
+        if helper is None:
+            raise ValueError(f"compile_dynamics: aten.{op} of ranks {ranks} is not supported")
+        return f"{helper}({arg(args[0])}, {arg(args[1])})"
     if op == "sum" and overload in ("default", ""):
         return f"np.sum({arg(args[0])})"
     if op == "sum" and overload == "dim_IntList" and list(args[1]) == [0] and not (
@@ -289,6 +293,44 @@ def _expression(node: torch.fx.Node, names: dict[Any, str],
 
 
 _KERNELS = '''
+
+# Products as loops: the operands are a few entries, where a BLAS call costs more than the
+# arithmetic, and BLAS may start threads of its own.
+
+@njit(cache=False)
+def matrix_vector(M, v):
+    out = np.zeros(M.shape[0])
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[i] += M[i, j] * v[j]
+    return out
+
+
+@njit(cache=False)
+def vector_matrix(v, M):
+    out = np.zeros(M.shape[1])
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[j] += v[i] * M[i, j]
+    return out
+
+
+@njit(cache=False)
+def matrix_matrix(L, R):
+    out = np.zeros((L.shape[0], R.shape[1]))
+    for i in range(L.shape[0]):
+        for j in range(L.shape[1]):
+            for b in range(R.shape[1]):
+                out[i, b] += L[i, j] * R[j, b]
+    return out
+
+
+@njit(cache=False)
+def vector_vector(a, b):
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
 
 @njit(cache=False)
 def jacobians(states, controls, relative_step, A, B):

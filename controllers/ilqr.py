@@ -508,16 +508,15 @@ def _backward_kernel(
     linear, quadratic = 0.0, 0.0
     for t in range(horizon - 1, -1, -1):
         A, B = fx[t], fu[t]
-        At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
-        Q_x = lx[t] + At @ V_x
-        Q_u = lu[t] + Bt @ V_x
-        Q_xx = lxx[t] + At @ V_xx @ A
+        Q_x = lx[t] + _transposed_times(A, V_x)
+        Q_u = lu[t] + _transposed_times(B, V_x)
+        Q_xx = lxx[t] + _congruence(A, V_xx, A)
         V_reg[:] = V_xx
         if not second_order:  # DDP regularises Q_uu alone (below)
             for i in range(dx):
                 V_reg[i, i] += mu
-        Q_uu = luu[t] + Bt @ V_reg @ B
-        Q_ux = lux[t] + Bt @ V_reg @ A
+        Q_uu = luu[t] + _congruence(B, V_reg, B)
+        Q_ux = lux[t] + _congruence(B, V_reg, A)
         if second_order:
             for i in range(dx):
                 Q_xx += V_x[i] * fxx[t, i]
@@ -555,15 +554,77 @@ def _backward_kernel(
                     for a in range(m):
                         K[index[a], j] = solved[a]
         offsets[t] = k
-        Q_uu_k[:] = Q_uu @ k
-        linear += float(k @ Q_u)
-        quadratic += 0.5 * float(k @ Q_uu_k)
-        Kt, Q_xu = np.ascontiguousarray(K.T), np.ascontiguousarray(Q_ux.T)
-        V_x = Q_x + Kt @ Q_uu_k + Kt @ Q_u + Q_xu @ k
-        V_xx = Q_xx + Kt @ Q_uu @ K + Kt @ Q_ux + Q_xu @ K
+        Q_uu_k[:] = _times(Q_uu, k)
+        linear += _dot(k, Q_u)
+        quadratic += 0.5 * _dot(k, Q_uu_k)
+        # V_x = Q_x + K'Q_uu k + K'Q_u + Q_ux'k;  V_xx = Q_xx + K'Q_uu K + K'Q_ux + Q_ux'K
+        V_x = Q_x + _transposed_times(K, Q_uu_k) + _transposed_times(K, Q_u) + (
+            _transposed_times(Q_ux, k))
+        K_Q_ux = _transposed_product(K, Q_ux)
+        V_xx = Q_xx + _congruence(K, Q_uu, K) + K_Q_ux + K_Q_ux.T
         V_xx = (V_xx + V_xx.T) / 2
     expected[0], expected[1] = linear, quadratic
     return True
+
+
+# Small matrix products as loops: the matrices are a few entries, where a BLAS call costs more
+# than the arithmetic, and BLAS may start threads of its own.
+
+
+@njit(cache=True)
+def _times(M: Array, v: Array) -> Array:  # pragma: no cover - compiled
+    """`M v` (`[m, n] @ [n]`)."""
+    out = np.zeros(M.shape[0])
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[i] += M[i, j] * v[j]
+    return out
+
+
+@njit(cache=True)
+def _transposed_times(M: Array, v: Array) -> Array:  # pragma: no cover - compiled
+    """`M' v` (`[m, n]' @ [m]`)."""
+    out = np.zeros(M.shape[1])
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[j] += M[i, j] * v[i]
+    return out
+
+
+@njit(cache=True)
+def _transposed_product(L: Array, R: Array) -> Array:  # pragma: no cover - compiled
+    """`L' R` (`[m, p]' @ [m, q]`)."""
+    out = np.zeros((L.shape[1], R.shape[1]))
+    for i in range(L.shape[0]):
+        for a in range(L.shape[1]):
+            for b in range(R.shape[1]):
+                out[a, b] += L[i, a] * R[i, b]
+    return out
+
+
+@njit(cache=True)
+def _congruence(L: Array, M: Array, R: Array) -> Array:  # pragma: no cover - compiled
+    """`L' M R` (`[m, p]' @ [m, m] @ [m, q]`)."""
+    return _transposed_product(L, _product(M, R))
+
+
+@njit(cache=True)
+def _product(L: Array, R: Array) -> Array:  # pragma: no cover - compiled
+    """`L R` (`[m, n] @ [n, q]`)."""
+    out = np.zeros((L.shape[0], R.shape[1]))
+    for i in range(L.shape[0]):
+        for j in range(L.shape[1]):
+            for b in range(R.shape[1]):
+                out[i, b] += L[i, j] * R[j, b]
+    return out
+
+
+@njit(cache=True)
+def _dot(a: Array, b: Array) -> float:  # pragma: no cover - compiled
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
 
 
 def _forward_pass(
