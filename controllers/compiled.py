@@ -33,6 +33,8 @@ from numba import njit
 from numpy.typing import NDArray
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from controllers.small_products import dot, product, times, transposed_times
+
 Array = NDArray[np.float64]
 #: Relative finite-difference step of `jacobians`: the cube root of float64's epsilon, which
 #: balances the centred difference's truncation and rounding errors.
@@ -133,7 +135,9 @@ def compile_dynamics(
         ) from None
     step_source, constants = _numpy_source(graph, state_dim)
     source = step_source + _KERNELS
-    namespace: dict[str, Any] = {"np": np, "njit": njit, "math": math, **constants}
+    namespace: dict[str, Any] = {"np": np, "njit": njit, "math": math, **constants,
+                                 "times": times, "transposed_times": transposed_times,
+                                 "product": product, "dot": dot}
     exec(compile(source, "<compile_dynamics>", "exec"), namespace)
     dynamics = CompiledDynamics(
         fn, state_dim, control_dim,
@@ -263,10 +267,10 @@ def _expression(node: torch.fx.Node, names: dict[Any, str],
             return f"np.array([{', '.join(arg(p) for p in parts)}])"
         joined = ", ".join(f"np.ascontiguousarray({arg(p)})" for p in parts)
         return f"np.{'stack' if op == 'stack' else 'concatenate'}(({joined},))"
-    if op in ("mv", "mm", "matmul", "dot"):  # loops, not BLAS (see `_KERNELS`)
+    if op in ("mv", "mm", "matmul", "dot"):  # loops, not BLAS (`controllers.small_products`)
         ranks = (len(shape(args[0])), len(shape(args[1])))
-        helper = {(2, 1): "matrix_vector", (2, 2): "matrix_matrix", (1, 1): "vector_vector",
-                  (1, 2): "vector_matrix"}.get(ranks)
+        helper = {(2, 1): "times", (2, 2): "product", (1, 1): "dot",
+                  (1, 2): "transposed_times"}.get(ranks)
         if helper is None:
             raise ValueError(f"compile_dynamics: aten.{op} of ranks {ranks} is not supported")
         return f"{helper}({arg(args[0])}, {arg(args[1])})"
@@ -293,44 +297,6 @@ def _expression(node: torch.fx.Node, names: dict[Any, str],
 
 
 _KERNELS = '''
-
-# Products as loops: the operands are a few entries, where a BLAS call costs more than the
-# arithmetic, and BLAS may start threads of its own.
-
-@njit(cache=False)
-def matrix_vector(M, v):
-    out = np.zeros(M.shape[0])
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            out[i] += M[i, j] * v[j]
-    return out
-
-
-@njit(cache=False)
-def vector_matrix(v, M):
-    out = np.zeros(M.shape[1])
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            out[j] += v[i] * M[i, j]
-    return out
-
-
-@njit(cache=False)
-def matrix_matrix(L, R):
-    out = np.zeros((L.shape[0], R.shape[1]))
-    for i in range(L.shape[0]):
-        for j in range(L.shape[1]):
-            for b in range(R.shape[1]):
-                out[i, b] += L[i, j] * R[j, b]
-    return out
-
-
-@njit(cache=False)
-def vector_vector(a, b):
-    total = 0.0
-    for i in range(a.shape[0]):
-        total += a[i] * b[i]
-    return total
 
 @njit(cache=False)
 def jacobians(states, controls, relative_step, A, B):

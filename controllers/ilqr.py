@@ -55,6 +55,7 @@ from controllers.box_qp import (
 )
 from controllers.protocols import ModelDivergedError, Plan
 from controllers.sampling import initial_mean
+from controllers.small_products import congruence, dot, times, transposed_product, transposed_times
 from controllers.validation import (
     check_types,
     checked_bounds,
@@ -508,15 +509,15 @@ def _backward_kernel(
     linear, quadratic = 0.0, 0.0
     for t in range(horizon - 1, -1, -1):
         A, B = fx[t], fu[t]
-        Q_x = lx[t] + _transposed_times(A, V_x)
-        Q_u = lu[t] + _transposed_times(B, V_x)
-        Q_xx = lxx[t] + _congruence(A, V_xx, A)
+        Q_x = lx[t] + transposed_times(A, V_x)
+        Q_u = lu[t] + transposed_times(B, V_x)
+        Q_xx = lxx[t] + congruence(A, V_xx, A)
         V_reg[:] = V_xx
         if not second_order:  # DDP regularises Q_uu alone (below)
             for i in range(dx):
                 V_reg[i, i] += mu
-        Q_uu = luu[t] + _congruence(B, V_reg, B)
-        Q_ux = lux[t] + _congruence(B, V_reg, A)
+        Q_uu = luu[t] + congruence(B, V_reg, B)
+        Q_ux = lux[t] + congruence(B, V_reg, A)
         if second_order:
             for i in range(dx):
                 Q_xx += V_x[i] * fxx[t, i]
@@ -554,77 +555,17 @@ def _backward_kernel(
                     for a in range(m):
                         K[index[a], j] = solved[a]
         offsets[t] = k
-        Q_uu_k[:] = _times(Q_uu, k)
-        linear += _dot(k, Q_u)
-        quadratic += 0.5 * _dot(k, Q_uu_k)
+        Q_uu_k[:] = times(Q_uu, k)
+        linear += dot(k, Q_u)
+        quadratic += 0.5 * dot(k, Q_uu_k)
         # V_x = Q_x + K'Q_uu k + K'Q_u + Q_ux'k;  V_xx = Q_xx + K'Q_uu K + K'Q_ux + Q_ux'K
-        V_x = Q_x + _transposed_times(K, Q_uu_k) + _transposed_times(K, Q_u) + (
-            _transposed_times(Q_ux, k))
-        K_Q_ux = _transposed_product(K, Q_ux)
-        V_xx = Q_xx + _congruence(K, Q_uu, K) + K_Q_ux + K_Q_ux.T
+        V_x = Q_x + transposed_times(K, Q_uu_k) + transposed_times(K, Q_u) + (
+            transposed_times(Q_ux, k))
+        K_Q_ux = transposed_product(K, Q_ux)
+        V_xx = Q_xx + congruence(K, Q_uu, K) + K_Q_ux + K_Q_ux.T
         V_xx = (V_xx + V_xx.T) / 2
     expected[0], expected[1] = linear, quadratic
     return True
-
-
-# Small matrix products as loops: the matrices are a few entries, where a BLAS call costs more
-# than the arithmetic, and BLAS may start threads of its own.
-
-
-@njit(cache=True)
-def _times(M: Array, v: Array) -> Array:  # pragma: no cover - compiled
-    """`M v` (`[m, n] @ [n]`)."""
-    out = np.zeros(M.shape[0])
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            out[i] += M[i, j] * v[j]
-    return out
-
-
-@njit(cache=True)
-def _transposed_times(M: Array, v: Array) -> Array:  # pragma: no cover - compiled
-    """`M' v` (`[m, n]' @ [m]`)."""
-    out = np.zeros(M.shape[1])
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            out[j] += M[i, j] * v[i]
-    return out
-
-
-@njit(cache=True)
-def _transposed_product(L: Array, R: Array) -> Array:  # pragma: no cover - compiled
-    """`L' R` (`[m, p]' @ [m, q]`)."""
-    out = np.zeros((L.shape[1], R.shape[1]))
-    for i in range(L.shape[0]):
-        for a in range(L.shape[1]):
-            for b in range(R.shape[1]):
-                out[a, b] += L[i, a] * R[i, b]
-    return out
-
-
-@njit(cache=True)
-def _congruence(L: Array, M: Array, R: Array) -> Array:  # pragma: no cover - compiled
-    """`L' M R` (`[m, p]' @ [m, m] @ [m, q]`)."""
-    return _transposed_product(L, _product(M, R))
-
-
-@njit(cache=True)
-def _product(L: Array, R: Array) -> Array:  # pragma: no cover - compiled
-    """`L R` (`[m, n] @ [n, q]`)."""
-    out = np.zeros((L.shape[0], R.shape[1]))
-    for i in range(L.shape[0]):
-        for j in range(L.shape[1]):
-            for b in range(R.shape[1]):
-                out[i, b] += L[i, j] * R[j, b]
-    return out
-
-
-@njit(cache=True)
-def _dot(a: Array, b: Array) -> float:  # pragma: no cover - compiled
-    total = 0.0
-    for i in range(a.shape[0]):
-        total += a[i] * b[i]
-    return total
 
 
 def _forward_pass(
