@@ -13,10 +13,10 @@ for nonlinear biological movement systems"). DDP adds the dynamics' second-order
 stabilization of complex behaviors through online trajectory optimization", whose
 Levenberg-Marquardt schedule on `V_xx` this follows: `mu` grows by a factor that itself grows
 while steps fail and shrinks back after successes). DDP puts `mu I` on `Q_uu` instead, as
-Crocoddyl does: with the dynamics' curvature in `Q_xx` the value's Hessian can turn indefinite,
-and `V_xx + mu I` then makes it more negative as `mu` grows (from a cold start on a pendulum,
-every backward pass failed), and keeps finite feedback gains as `mu` grows, so that a rejected
-step is not followed by a shorter one along the gradient; `Q_uu + mu I` is, in the limit.
+Crocoddyl does. With the dynamics' curvature in `Q_xx` the value's Hessian can turn indefinite;
+`V_xx + mu I` then makes it more negative as `mu` grows (from a cold pendulum start every
+backward pass failed), and its gains stay finite, so a rejected step is not followed by a short
+step along the gradient, which `Q_uu + mu I` gives in the limit.
 
 The backward pass (with its box QPs) is one Numba-compiled kernel over float64 arrays, and the
 forward pass is a Python loop over the horizon that calls only the dynamics: per-step Python

@@ -18,11 +18,7 @@ Array = NDArray[np.float64]
 @njit(cache=True)
 def times(M: Array, v: Array) -> Array:  # pragma: no cover - compiled
     """`M v` (`[m, n] @ [n]`)."""
-    out = np.zeros(M.shape[0])
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            out[i] += M[i, j] * v[j]
-    return out
+    return transposed_times(M.T, v)
 
 
 @njit(cache=True)
